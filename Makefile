@@ -1,0 +1,39 @@
+# nimble_fdw: PGXS build, plus the two commands of the README (demo, test).
+
+MODULE_big = nimble_fdw
+OBJS = \
+	src/nimble_fdw.o \
+	src/options.o \
+	src/quals.o \
+	src/scan.o \
+	src/http.o \
+	src/json_doc.o \
+	src/decode.o \
+	src/routes.o \
+	src/import.o
+
+EXTENSION = nimble_fdw
+DATA = nimble_fdw--1.0.sql
+PGFILEDESC = "nimble_fdw - foreign data wrapper for Nimble batch jobs"
+
+REGRESS = setup options batches batch_tasks batch_progress pushdown joins errors
+REGRESS_OPTS = --dbname=nimble_regression
+
+SHLIB_LINK = -lcurl
+# our sources build warning-free; CI keeps them so
+PG_CFLAGS = -Werror
+
+# no LLVM bitcode: JIT-inlining an HTTP client buys nothing, and clang
+# need not be installed
+override with_llvm = no
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+.PHONY: demo test
+demo:
+	test/run.sh demo
+
+test:
+	test/run.sh test

@@ -1,0 +1,358 @@
+/*-------------------------------------------------------------------------
+ *
+ * decode.c
+ *		  A captured JSON value -> a Datum of the column's type.
+ *
+ * The common column types take a fast path straight from the parsed token;
+ * any other type (uuid, varchar(n), timestamptz, domains, ...) gets the
+ * value's text through its own input function, so that a column accepts
+ * exactly what PostgreSQL would accept for that type.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "common/jsonapi.h"
+#include "mb/pg_wchar.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/numeric.h"
+
+#include "nimble_fdw.h"
+
+typedef enum ConvKind
+{
+	CONV_TEXT,
+	CONV_BOOL,
+	CONV_INT2,
+	CONV_INT4,
+	CONV_INT8,
+	CONV_NUMERIC,
+	CONV_JSONB,
+	CONV_JSON,
+	CONV_ARRAY,
+	CONV_INPUT					/* the type's input function */
+} ConvKind;
+
+struct NimbleColumnConv
+{
+	Oid			typid;
+	int32		typmod;
+	ConvKind	kind;
+	bool		count_elements; /* the value is an array's length */
+	FmgrInfo	input;
+	Oid			ioparam;
+	/* arrays */
+	Oid			elemtype;
+	int16		elmlen;
+	bool		elmbyval;
+	char		elmalign;
+	NimbleColumnConv *elem;
+};
+
+NimbleColumnConv *
+nimble_conv_create(Oid typid, int32 typmod, bool count_elements)
+{
+	NimbleColumnConv *conv = palloc0(sizeof(NimbleColumnConv));
+	Oid			infunc;
+
+	conv->typid = typid;
+	conv->typmod = typmod;
+	conv->count_elements = count_elements;
+	getTypeInputInfo(typid, &infunc, &conv->ioparam);
+	fmgr_info(infunc, &conv->input);
+
+	switch (typid)
+	{
+		case TEXTOID:
+			conv->kind = CONV_TEXT;
+			break;
+		case BOOLOID:
+			conv->kind = CONV_BOOL;
+			break;
+		case INT2OID:
+			conv->kind = CONV_INT2;
+			break;
+		case INT4OID:
+			conv->kind = CONV_INT4;
+			break;
+		case INT8OID:
+			conv->kind = CONV_INT8;
+			break;
+		case NUMERICOID:
+			conv->kind = CONV_NUMERIC;
+			break;
+		case JSONBOID:
+			conv->kind = CONV_JSONB;
+			break;
+		case JSONOID:
+			conv->kind = CONV_JSON;
+			break;
+		default:
+			conv->elemtype = get_element_type(typid);
+			if (OidIsValid(conv->elemtype))
+			{
+				conv->kind = CONV_ARRAY;
+				get_typlenbyvalalign(conv->elemtype, &conv->elmlen,
+									 &conv->elmbyval, &conv->elmalign);
+				conv->elem = nimble_conv_create(conv->elemtype, -1, false);
+			}
+			else
+				conv->kind = CONV_INPUT;
+			break;
+	}
+	return conv;
+}
+
+/* The value as text: a string's content, a lexeme, or the JSON text. */
+char *
+nimble_json_value_text(const NimbleJsonValue *value)
+{
+	switch (value->type)
+	{
+		case JSON_TOKEN_STRING:
+		case JSON_TOKEN_NUMBER:
+		case JSON_TOKEN_TRUE:
+		case JSON_TOKEN_FALSE:
+			return value->str;
+		case JSON_TOKEN_OBJECT_START:
+		case JSON_TOKEN_ARRAY_START:
+			return pnstrdup(value->raw, value->rawlen);
+		default:
+			return NULL;
+	}
+}
+
+/*
+ * An integer from a JSON number.  The API documents its counts as "number",
+ * so 3.0 or 1e2 must be accepted, but 2.5 is not an integer.
+ */
+static int64
+number_to_int64(NimbleColumnConv *conv, const char *token)
+{
+	Datum		num;
+	Datum		truncated;
+
+	if (strpbrk(token, ".eE") == NULL)
+	{
+		switch (conv->kind)
+		{
+			case CONV_INT2:
+				return pg_strtoint16(token);
+			case CONV_INT4:
+				return pg_strtoint32(token);
+			default:
+				return pg_strtoint64(token);
+		}
+	}
+	num = DirectFunctionCall3(numeric_in, CStringGetDatum(token),
+							  ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+	truncated = DirectFunctionCall2(numeric_trunc, num, Int32GetDatum(0));
+	if (!DatumGetBool(DirectFunctionCall2(numeric_eq, num, truncated)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+				 errmsg("invalid input syntax for type %s: \"%s\"",
+						format_type_be(conv->typid), token),
+				 errdetail("The value is not a whole number.")));
+	switch (conv->kind)
+	{
+		case CONV_INT2:
+			return DatumGetInt16(DirectFunctionCall1(numeric_int2, num));
+		case CONV_INT4:
+			return DatumGetInt32(DirectFunctionCall1(numeric_int4, num));
+		default:
+			return DatumGetInt64(DirectFunctionCall1(numeric_int8, num));
+	}
+}
+
+static Datum
+int_datum(NimbleColumnConv *conv, int64 v)
+{
+	switch (conv->kind)
+	{
+		case CONV_INT2:
+			return Int16GetDatum((int16) v);
+		case CONV_INT4:
+			return Int32GetDatum((int32) v);
+		default:
+			return Int64GetDatum(v);
+	}
+}
+
+/* Element texts of a JSON array, collected by a second small parse. */
+typedef struct ArrayParse
+{
+	JsonLexContext *lex;
+	const char *start;
+	char	   *scalar;
+	List	   *texts;			/* char *, NULL for a JSON null */
+} ArrayParse;
+
+static void
+array_elem_start(void *state, bool isnull)
+{
+	ArrayParse *ap = state;
+
+	if (ap->lex->lex_level == 1)
+	{
+		ap->start = ap->lex->token_start;
+		ap->scalar = NULL;
+	}
+}
+
+static void
+array_elem_end(void *state, bool isnull)
+{
+	ArrayParse *ap = state;
+
+	if (ap->lex->lex_level != 1)
+		return;
+	if (isnull)
+		ap->texts = lappend(ap->texts, NULL);
+	else if (ap->scalar)
+		ap->texts = lappend(ap->texts, ap->scalar);
+	else
+		ap->texts = lappend(ap->texts,
+							pnstrdup(ap->start, ap->lex->prev_token_terminator - ap->start));
+}
+
+static void
+array_scalar(void *state, char *token, JsonTokenType type)
+{
+	ArrayParse *ap = state;
+
+	if (ap->lex->lex_level == 1)
+		ap->scalar = token;
+}
+
+static Datum
+json_array_to_datum(NimbleColumnConv *conv, const NimbleJsonValue *value)
+{
+	ArrayParse	ap;
+	JsonSemAction sem;
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	int			dims[1];
+	int			lbs[1] = {1};
+	int			i = 0;
+	ListCell   *lc;
+
+	memset(&ap, 0, sizeof(ap));
+	memset(&sem, 0, sizeof(sem));
+	ap.lex = makeJsonLexContextCstringLen((char *) value->raw, value->rawlen,
+										  GetDatabaseEncoding(), true);
+	sem.semstate = &ap;
+	sem.array_element_start = array_elem_start;
+	sem.array_element_end = array_elem_end;
+	sem.scalar = array_scalar;
+	/* the body was parsed once already: this cannot fail */
+	if (pg_parse_json(ap.lex, &sem) != JSON_SUCCESS)
+		elog(ERROR, "could not re-parse a JSON array");
+
+	n = list_length(ap.texts);
+	elems = palloc(sizeof(Datum) * Max(n, 1));
+	nulls = palloc(sizeof(bool) * Max(n, 1));
+	foreach(lc, ap.texts)
+	{
+		char	   *text = lfirst(lc);
+
+		nulls[i] = (text == NULL);
+		elems[i] = nulls[i] ? (Datum) 0 :
+			nimble_conv_string(conv->elem, text, &nulls[i]);
+		i++;
+	}
+	dims[0] = n;
+	return PointerGetDatum(construct_md_array(elems, nulls, n > 0 ? 1 : 0,
+											  dims, lbs, conv->elemtype,
+											  conv->elmlen, conv->elmbyval,
+											  conv->elmalign));
+}
+
+/* A value given as text (a key, an array element) -> Datum. */
+Datum
+nimble_conv_string(NimbleColumnConv *conv, const char *str, bool *isnull)
+{
+	*isnull = false;
+	if (conv->kind == CONV_TEXT)
+		return PointerGetDatum(cstring_to_text(str));
+	return InputFunctionCall(&conv->input, (char *) str, conv->ioparam,
+							 conv->typmod);
+}
+
+Datum
+nimble_conv_value(NimbleColumnConv *conv, const NimbleJsonValue *value,
+				  bool *isnull)
+{
+	*isnull = false;
+
+	if (value->type == JSON_TOKEN_INVALID || value->type == JSON_TOKEN_NULL)
+	{
+		*isnull = true;
+		return (Datum) 0;
+	}
+
+	if (conv->count_elements)
+	{
+		char		buf[32];
+
+		if (value->type != JSON_TOKEN_ARRAY_START)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+					 errmsg("expected a JSON array to count")));
+		if (conv->kind == CONV_INT2 || conv->kind == CONV_INT4 ||
+			conv->kind == CONV_INT8)
+			return int_datum(conv, value->nelems);
+		snprintf(buf, sizeof(buf), "%d", value->nelems);
+		return nimble_conv_string(conv, buf, isnull);
+	}
+
+	switch (conv->kind)
+	{
+		case CONV_TEXT:
+			if (value->type == JSON_TOKEN_STRING)
+				return PointerGetDatum(cstring_to_text(value->str));
+			if (value->str)
+				return PointerGetDatum(cstring_to_text(value->str));
+			return PointerGetDatum(cstring_to_text_with_len(value->raw,
+															value->rawlen));
+		case CONV_BOOL:
+			if (value->type == JSON_TOKEN_TRUE)
+				return BoolGetDatum(true);
+			if (value->type == JSON_TOKEN_FALSE)
+				return BoolGetDatum(false);
+			break;
+		case CONV_INT2:
+		case CONV_INT4:
+		case CONV_INT8:
+			if (value->type == JSON_TOKEN_NUMBER)
+				return int_datum(conv, number_to_int64(conv, value->str));
+			break;
+		case CONV_NUMERIC:
+			if (value->type == JSON_TOKEN_NUMBER)
+				return DirectFunctionCall3(numeric_in,
+										   CStringGetDatum(value->str),
+										   ObjectIdGetDatum(InvalidOid),
+										   Int32GetDatum(conv->typmod));
+			break;
+		case CONV_JSONB:
+			return DirectFunctionCall1(jsonb_in,
+									   CStringGetDatum(pnstrdup(value->raw,
+																value->rawlen)));
+		case CONV_JSON:
+			/* the parser has validated it already */
+			return PointerGetDatum(cstring_to_text_with_len(value->raw,
+															value->rawlen));
+		case CONV_ARRAY:
+			if (value->type == JSON_TOKEN_ARRAY_START)
+				return json_array_to_datum(conv, value);
+			break;
+		case CONV_INPUT:
+			break;
+	}
+	return nimble_conv_string(conv, nimble_json_value_text(value), isnull);
+}

@@ -1,0 +1,885 @@
+/*-------------------------------------------------------------------------
+ *
+ * http.c
+ *		  HTTP for nimble_fdw: libcurl multi, waiting on the latch, retries.
+ *
+ * One curl multi handle lives for the backend, so keep-alive connections
+ * (and TLS sessions, and HTTP/2 streams) are reused by every scan.  A scan
+ * owns a session: its requests, the header list that carries the key, and a
+ * reset callback on the scan's memory context that detaches whatever is
+ * still in flight, so an ERROR or a cancel anywhere leaves nothing behind.
+ *
+ * Transfers advance only inside nimble_http_finish(), which waits on the
+ * backend's latch and curl's sockets together: a query cancel or a
+ * statement_timeout ends the wait at once and is reported by
+ * CHECK_FOR_INTERRUPTS() with its own SQLSTATE.  libcurl callbacks never
+ * throw: they fill malloc'd buffers and set flags, and errors are raised
+ * after curl has returned.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <curl/curl.h>
+
+#include "common/pg_prng.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "storage/latch.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
+
+#include "nimble_fdw.h"
+
+#define NIMBLE_MAX_SOCKETS 256
+#define NIMBLE_EASY_POOL 64
+#define NIMBLE_USER_AGENT "nimble_fdw/1.0"
+
+/* backoff as the official SDKs: 0.5 s doubling to 8 s, 25% jitter */
+#define NIMBLE_BACKOFF_START_MS 500
+#define NIMBLE_BACKOFF_MAX_MS 8000
+#define NIMBLE_RETRY_AFTER_MAX_MS 60000
+
+typedef enum RequestState
+{
+	REQ_IDLE,
+	REQ_RUNNING,				/* attached to the multi handle */
+	REQ_BACKOFF,				/* waiting to be tried again */
+	REQ_DONE
+} RequestState;
+
+struct NimbleHttpRequest
+{
+	NimbleHttpSession *session;
+	NimbleHttpRequest *next;	/* in the session's list */
+	StringInfoData url;
+	StringInfoData path;		/* for messages: the url without the base */
+	bool		not_found_is_empty;
+	RequestState state;
+	CURL	   *easy;
+	int			attempts;
+	TimestampTz retry_at;
+
+	/* filled while the transfer runs (by callbacks: no palloc, no throw) */
+	CURLcode	result;
+	long		status;
+	char	   *body;			/* malloc'd, NUL-terminated */
+	size_t		len;
+	size_t		cap;
+	bool		too_big;
+	bool		out_of_memory;
+	char		errbuf[CURL_ERROR_SIZE];
+	char		retry_after[64];
+	char		retry_after_ms[32];
+	char		content_type[64];
+};
+
+struct NimbleHttpSession
+{
+	const NimbleServerOptions *opts;
+	const NimbleApiDef *api;
+	struct curl_slist *headers; /* malloc'd by curl; carries the key */
+	NimbleScanStats *stats;
+	NimbleHttpRequest *requests;
+	MemoryContext cxt;
+	MemoryContextCallback cleanup;
+};
+
+/* The backend's multi handle and the sockets/timer it asked us to watch. */
+typedef struct SocketWatch
+{
+	curl_socket_t fd;
+	int			what;			/* CURL_POLL_IN / OUT / INOUT */
+} SocketWatch;
+
+static CURLM *nimble_multi = NULL;
+static SocketWatch watched[NIMBLE_MAX_SOCKETS];
+static int	nwatched = 0;
+static long multi_timeout_ms = -1;
+static CURL *easy_pool[NIMBLE_EASY_POOL];
+static int	neasy_pool = 0;
+
+/* ----------------------------------------------------------------
+ *		libcurl callbacks: never palloc, never throw
+ * ----------------------------------------------------------------
+ */
+
+static int
+socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
+{
+	int			i;
+
+	for (i = 0; i < nwatched; i++)
+	{
+		if (watched[i].fd == fd)
+			break;
+	}
+	if (what == CURL_POLL_REMOVE)
+	{
+		if (i < nwatched)
+			watched[i] = watched[--nwatched];
+		return 0;
+	}
+	if (i == nwatched)
+	{
+		if (nwatched == NIMBLE_MAX_SOCKETS)
+			return -1;			/* curl fails this transfer */
+		nwatched++;
+	}
+	watched[i].fd = fd;
+	watched[i].what = what;
+	return 0;
+}
+
+static int
+timer_cb(CURLM *multi, long timeout_ms, void *userp)
+{
+	multi_timeout_ms = timeout_ms;
+	return 0;
+}
+
+static size_t
+write_cb(char *data, size_t size, size_t nmemb, void *userdata)
+{
+	NimbleHttpRequest *req = (NimbleHttpRequest *) userdata;
+	size_t		n = size * nmemb;
+
+	if (req->len + n > (size_t) req->session->opts->max_response_bytes)
+	{
+		req->too_big = true;
+		return 0;				/* curl aborts with CURLE_WRITE_ERROR */
+	}
+	if (req->len + n + 1 > req->cap)
+	{
+		size_t		newcap = Max(Max(req->cap * 2, req->len + n + 1), 16384);
+		char	   *p = realloc(req->body, newcap);
+
+		if (p == NULL)
+		{
+			req->out_of_memory = true;
+			return 0;
+		}
+		req->body = p;
+		req->cap = newcap;
+	}
+	memcpy(req->body + req->len, data, n);
+	req->len += n;
+	req->body[req->len] = '\0';
+	return n;
+}
+
+/* Copy a header's value (trimmed) into a fixed buffer. */
+static void
+copy_header_value(char *dst, size_t dstlen, const char *src, size_t srclen)
+{
+	while (srclen > 0 && (*src == ' ' || *src == '\t'))
+		src++, srclen--;
+	while (srclen > 0 && (src[srclen - 1] == '\r' || src[srclen - 1] == '\n' ||
+						  src[srclen - 1] == ' '))
+		srclen--;
+	if (srclen >= dstlen)
+		srclen = dstlen - 1;
+	memcpy(dst, src, srclen);
+	dst[srclen] = '\0';
+}
+
+static bool
+header_is(const char *line, size_t len, const char *name)
+{
+	size_t		n = strlen(name);
+
+	return len > n && line[n] == ':' && pg_strncasecmp(line, name, n) == 0;
+}
+
+static size_t
+header_cb(char *line, size_t size, size_t nitems, void *userdata)
+{
+	NimbleHttpRequest *req = (NimbleHttpRequest *) userdata;
+	size_t		len = size * nitems;
+
+	if (len >= 5 && strncmp(line, "HTTP/", 5) == 0)
+	{
+		/* a new response (after a 100 Continue, say): forget the last */
+		req->retry_after[0] = '\0';
+		req->retry_after_ms[0] = '\0';
+		req->content_type[0] = '\0';
+	}
+	else if (header_is(line, len, "retry-after-ms"))
+		copy_header_value(req->retry_after_ms, sizeof(req->retry_after_ms),
+						  line + 15, len - 15);
+	else if (header_is(line, len, "retry-after"))
+		copy_header_value(req->retry_after, sizeof(req->retry_after),
+						  line + 12, len - 12);
+	else if (header_is(line, len, "content-type"))
+		copy_header_value(req->content_type, sizeof(req->content_type),
+						  line + 13, len - 13);
+	return len;
+}
+
+/* ----------------------------------------------------------------
+ *		Handles
+ * ----------------------------------------------------------------
+ */
+
+void
+nimble_http_init(void)
+{
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_UNABLE_TO_CREATE_EXECUTION),
+				 errmsg("could not initialize libcurl")));
+}
+
+static CURLM *
+get_multi(void)
+{
+	if (nimble_multi == NULL)
+	{
+		CURLM	   *multi = curl_multi_init();
+
+		if (multi == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("could not create a libcurl multi handle")));
+		curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
+		curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+		curl_multi_setopt(multi, CURLMOPT_PIPELINING, (long) CURLPIPE_MULTIPLEX);
+		nimble_multi = multi;
+	}
+	return nimble_multi;
+}
+
+static CURL *
+easy_get(void)
+{
+	CURL	   *easy;
+
+	if (neasy_pool > 0)
+	{
+		easy = easy_pool[--neasy_pool];
+		curl_easy_reset(easy);
+		return easy;
+	}
+	easy = curl_easy_init();
+	if (easy == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("could not create a libcurl handle")));
+	return easy;
+}
+
+static void
+easy_put(CURL *easy)
+{
+	if (neasy_pool < NIMBLE_EASY_POOL)
+		easy_pool[neasy_pool++] = easy;
+	else
+		curl_easy_cleanup(easy);
+}
+
+/* Take a request off the multi handle, whatever its state.  Never throws. */
+static void
+detach(NimbleHttpRequest *req)
+{
+	if (req->easy)
+	{
+		curl_multi_remove_handle(nimble_multi, req->easy);
+		easy_put(req->easy);
+		req->easy = NULL;
+	}
+}
+
+static void
+free_body(NimbleHttpRequest *req)
+{
+	free(req->body);
+	req->body = NULL;
+	req->len = 0;
+	req->cap = 0;
+}
+
+/* Reset callback of the session's context: runs on success and on error. */
+static void
+session_cleanup(void *arg)
+{
+	NimbleHttpSession *session = (NimbleHttpSession *) arg;
+
+	for (NimbleHttpRequest *req = session->requests; req; req = req->next)
+	{
+		detach(req);
+		free_body(req);
+		req->state = REQ_IDLE;
+	}
+	curl_slist_free_all(session->headers);
+	session->headers = NULL;
+}
+
+static void
+append_header(NimbleHttpSession *session, const char *line)
+{
+	struct curl_slist *list = curl_slist_append(session->headers, line);
+
+	if (list == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory")));
+	session->headers = list;
+}
+
+NimbleHttpSession *
+nimble_http_session_create(MemoryContext cxt, const NimbleServerOptions *opts,
+						   const NimbleApiDef *api, const char *api_key,
+						   NimbleScanStats *stats)
+{
+	NimbleHttpSession *session;
+	char	   *auth;
+
+	(void) get_multi();
+	session = MemoryContextAllocZero(cxt, sizeof(NimbleHttpSession));
+	session->opts = opts;
+	session->api = api;
+	session->stats = stats;
+	session->cxt = cxt;
+	/* owner of the header list first, so that nothing can leak it */
+	session->cleanup.func = session_cleanup;
+	session->cleanup.arg = session;
+	MemoryContextRegisterResetCallback(cxt, &session->cleanup);
+
+	append_header(session, "Accept: application/json");
+	auth = psprintf(api->auth_header, api_key);
+	append_header(session, auth);
+	/* the key was copied by curl; don't leave another copy lying around */
+	explicit_bzero(auth, strlen(auth));
+	pfree(auth);
+	return session;
+}
+
+NimbleHttpRequest *
+nimble_http_request_create(NimbleHttpSession *session)
+{
+	NimbleHttpRequest *req = MemoryContextAllocZero(session->cxt,
+													sizeof(NimbleHttpRequest));
+	MemoryContext oldcxt = MemoryContextSwitchTo(session->cxt);
+
+	initStringInfo(&req->url);
+	initStringInfo(&req->path);
+	MemoryContextSwitchTo(oldcxt);
+	req->session = session;
+	req->next = session->requests;
+	session->requests = req;
+	return req;
+}
+
+/* Put the request (again) on the multi handle. */
+static void
+launch(NimbleHttpRequest *req)
+{
+	const NimbleServerOptions *opts = req->session->opts;
+	CURL	   *easy = easy_get();
+	CURLMcode	mrc;
+
+	req->len = 0;
+	req->too_big = false;
+	req->out_of_memory = false;
+	req->result = CURLE_OK;
+	req->status = 0;
+	req->errbuf[0] = '\0';
+	req->retry_after[0] = '\0';
+	req->retry_after_ms[0] = '\0';
+	req->content_type[0] = '\0';
+
+	curl_easy_setopt(easy, CURLOPT_URL, req->url.data);
+	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, req->session->headers);
+	curl_easy_setopt(easy, CURLOPT_USERAGENT, NIMBLE_USER_AGENT);
+	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, write_cb);
+	curl_easy_setopt(easy, CURLOPT_WRITEDATA, req);
+	curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, header_cb);
+	curl_easy_setopt(easy, CURLOPT_HEADERDATA, req);
+	curl_easy_setopt(easy, CURLOPT_PRIVATE, req);
+	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, req->errbuf);
+	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long) opts->timeout_ms);
+	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long) opts->connect_timeout_ms);
+	/* never follow a redirect: it could carry the key to another host */
+	curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
+#if LIBCURL_VERSION_NUM >= 0x075500
+	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+#else
+	curl_easy_setopt(easy, CURLOPT_PROTOCOLS, (long) (CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
+	/* batch ids are path segments: never let curl squash "/../" */
+	curl_easy_setopt(easy, CURLOPT_PATH_AS_IS, 1L);
+	curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, "");
+	curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(easy, CURLOPT_PIPEWAIT, 1L);
+
+	mrc = curl_multi_add_handle(nimble_multi, easy);
+	if (mrc != CURLM_OK)
+	{
+		easy_put(easy);
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_UNABLE_TO_CREATE_EXECUTION),
+				 errmsg("could not start HTTP request: %s",
+						curl_multi_strerror(mrc))));
+	}
+	req->easy = easy;
+	req->state = REQ_RUNNING;
+	req->attempts++;
+	req->session->stats->requests++;
+}
+
+void
+nimble_http_start(NimbleHttpRequest *req, const char *path,
+				  bool not_found_is_empty)
+{
+	nimble_http_cancel(req);
+	resetStringInfo(&req->url);
+	appendStringInfo(&req->url, "%s%s", req->session->opts->url, path);
+	resetStringInfo(&req->path);
+	appendStringInfoString(&req->path, path);
+	req->not_found_is_empty = not_found_is_empty;
+	req->attempts = 0;
+	launch(req);
+}
+
+void
+nimble_http_cancel(NimbleHttpRequest *req)
+{
+	detach(req);
+	free_body(req);
+	req->state = REQ_IDLE;
+}
+
+bool
+nimble_http_busy(NimbleHttpRequest *req)
+{
+	return req->state == REQ_RUNNING || req->state == REQ_BACKOFF;
+}
+
+const char *
+nimble_http_path(NimbleHttpRequest *req)
+{
+	return req->path.data;
+}
+
+/* ----------------------------------------------------------------
+ *		Retries
+ * ----------------------------------------------------------------
+ */
+
+static bool
+retryable(NimbleHttpRequest *req)
+{
+	if (req->too_big || req->out_of_memory)
+		return false;
+	switch (req->result)
+	{
+		case CURLE_OK:
+			break;
+		case CURLE_COULDNT_CONNECT:
+		case CURLE_OPERATION_TIMEDOUT:
+		case CURLE_SEND_ERROR:
+		case CURLE_RECV_ERROR:
+		case CURLE_GOT_NOTHING:
+		case CURLE_PARTIAL_FILE:
+		case CURLE_HTTP2:
+		case CURLE_HTTP2_STREAM:
+			return true;
+		default:
+			return false;
+	}
+	switch (req->status)
+	{
+		case 408:
+		case 409:
+		case 429:
+		case 500:
+		case 502:
+		case 503:
+		case 504:
+		case 555:
+			return true;
+		default:
+			return false;
+	}
+}
+
+/* The server's wish, from retry-after-ms or Retry-After, or -1. */
+static long
+server_retry_delay_ms(NimbleHttpRequest *req)
+{
+	char	   *end;
+	double		v;
+
+	if (req->retry_after_ms[0])
+	{
+		v = strtod(req->retry_after_ms, &end);
+		if (end != req->retry_after_ms && *end == '\0' && v >= 0)
+			return (long) v;
+	}
+	if (req->retry_after[0])
+	{
+		time_t		when;
+
+		v = strtod(req->retry_after, &end);
+		if (end != req->retry_after && *end == '\0' && v >= 0)
+			return (long) (v * 1000);
+		when = curl_getdate(req->retry_after, NULL);
+		if (when != (time_t) -1)
+			return Max(0, (long) (when - time(NULL)) * 1000);
+	}
+	return -1;
+}
+
+static long
+backoff_delay_ms(NimbleHttpRequest *req)
+{
+	long		delay = server_retry_delay_ms(req);
+	long		base;
+
+	if (delay >= 0 && delay <= NIMBLE_RETRY_AFTER_MAX_MS)
+		return delay;
+	base = NIMBLE_BACKOFF_START_MS;
+	for (int i = 1; i < req->attempts && base < NIMBLE_BACKOFF_MAX_MS; i++)
+		base *= 2;
+	base = Min(base, NIMBLE_BACKOFF_MAX_MS);
+	return (long) (base * (1.0 - 0.25 * pg_prng_double(&pg_global_prng_state)));
+}
+
+/* Collect finished transfers; schedule retries.  Never throws. */
+static void
+process_completions(void)
+{
+	CURLMsg    *msg;
+	int			left;
+
+	while ((msg = curl_multi_info_read(nimble_multi, &left)) != NULL)
+	{
+		NimbleHttpRequest *req = NULL;
+		CURL	   *easy = msg->easy_handle;
+
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+		curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **) &req);
+		req->result = msg->data.result;
+		curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &req->status);
+		detach(req);
+		req->session->stats->bytes += req->len;
+
+		if (retryable(req) && req->attempts <= req->session->opts->max_retries)
+		{
+			req->retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+														backoff_delay_ms(req));
+			req->state = REQ_BACKOFF;
+			req->session->stats->retries++;
+		}
+		else
+			req->state = REQ_DONE;
+	}
+}
+
+/* ----------------------------------------------------------------
+ *		Waiting
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * Sleep until curl's sockets are ready, its timer fires, timeout_ms passes,
+ * or the latch is set, then let curl act on what happened.
+ */
+static void
+wait_and_act(long timeout_ms)
+{
+	WaitEvent	occurred[NIMBLE_MAX_SOCKETS + 2];
+	WaitEventSet *volatile set = NULL;
+	int			nready;
+	bool		latch_set = false;
+	int			running;
+
+	PG_TRY();
+	{
+		set = CreateWaitEventSet(CurrentMemoryContext, nwatched + 2);
+		AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+		AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+		for (int i = 0; i < nwatched; i++)
+		{
+			uint32		events = 0;
+
+			if (watched[i].what & CURL_POLL_IN)
+				events |= WL_SOCKET_READABLE;
+			if (watched[i].what & CURL_POLL_OUT)
+				events |= WL_SOCKET_WRITEABLE;
+			AddWaitEventToSet(set, events, watched[i].fd, NULL, NULL);
+		}
+		nready = WaitEventSetWait(set, timeout_ms, occurred, lengthof(occurred),
+								  PG_WAIT_EXTENSION);
+	}
+	PG_FINALLY();
+	{
+		/* an epoll fd must not outlive an error */
+		if (set)
+			FreeWaitEventSet(set);
+	}
+	PG_END_TRY();
+
+	if (nready == 0)
+		curl_multi_socket_action(nimble_multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	for (int i = 0; i < nready; i++)
+	{
+		int			flags = 0;
+
+		if (occurred[i].events & WL_LATCH_SET)
+		{
+			latch_set = true;
+			continue;
+		}
+		if (occurred[i].events & WL_SOCKET_READABLE)
+			flags |= CURL_CSELECT_IN;
+		if (occurred[i].events & WL_SOCKET_WRITEABLE)
+			flags |= CURL_CSELECT_OUT;
+		curl_multi_socket_action(nimble_multi, occurred[i].fd, flags, &running);
+	}
+	process_completions();
+
+	if (latch_set)
+	{
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+/* Drive all transfers until req is done, retries included. */
+static void
+wait_for(NimbleHttpRequest *req)
+{
+	NimbleHttpSession *session = req->session;
+
+	while (req->state == REQ_RUNNING || req->state == REQ_BACKOFF)
+	{
+		TimestampTz now = GetCurrentTimestamp();
+		long		timeout = multi_timeout_ms;
+		int			running;
+
+		/* start the retries that are due; sleep no longer than the next */
+		for (NimbleHttpRequest *r = session->requests; r; r = r->next)
+		{
+			long		wait_ms;
+
+			if (r->state != REQ_BACKOFF)
+				continue;
+			wait_ms = TimestampDifferenceMilliseconds(now, r->retry_at);
+			if (wait_ms <= 0)
+			{
+				launch(r);
+				timeout = 0;
+			}
+			else if (timeout < 0 || wait_ms < timeout)
+				timeout = wait_ms;
+		}
+
+		if (timeout == 0)
+		{
+			curl_multi_socket_action(nimble_multi, CURL_SOCKET_TIMEOUT, 0, &running);
+			process_completions();
+			CHECK_FOR_INTERRUPTS();
+			continue;
+		}
+		/* never sleep unbounded, whatever curl said */
+		if (timeout < 0 || timeout > 1000)
+			timeout = 1000;
+		wait_and_act(timeout);
+	}
+}
+
+/* ----------------------------------------------------------------
+ *		Results and errors
+ * ----------------------------------------------------------------
+ */
+
+static const char *
+attempts_note(NimbleHttpRequest *req)
+{
+	if (req->attempts <= 1)
+		return "";
+	return psprintf(" after %d attempts", req->attempts);
+}
+
+static void
+report_transport_error(NimbleHttpRequest *req)
+{
+	int			sqlstate;
+	const char *hint;
+
+	switch (req->result)
+	{
+		case CURLE_COULDNT_RESOLVE_HOST:
+		case CURLE_COULDNT_RESOLVE_PROXY:
+		case CURLE_COULDNT_CONNECT:
+			sqlstate = ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION;
+			hint = "Check the server's url option and that the API is reachable from the database host.";
+			break;
+		case CURLE_OPERATION_TIMEDOUT:
+			sqlstate = ERRCODE_CONNECTION_FAILURE;
+			hint = "The API did not answer within timeout_ms; raise the server's timeout_ms or try again later.";
+			break;
+		case CURLE_PEER_FAILED_VERIFICATION:
+		case CURLE_SSL_CONNECT_ERROR:
+		case CURLE_SSL_CERTPROBLEM:
+		case CURLE_SSL_CACERT_BADFILE:
+			sqlstate = ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION;
+			hint = "The TLS handshake failed; check the server's url and the system's CA certificates.";
+			break;
+		default:
+			sqlstate = ERRCODE_CONNECTION_FAILURE;
+			hint = "The connection to the API failed mid-transfer; try again.";
+			break;
+	}
+	/* curl's own words (with timings) go to the detail, not the message */
+	ereport(ERROR,
+			(errcode(sqlstate),
+			 errmsg("Nimble API request GET %s failed%s: %s",
+					req->path.data, attempts_note(req),
+					curl_easy_strerror(req->result)),
+			 req->errbuf[0] ? errdetail("%s", req->errbuf) : 0,
+			 errhint("%s", hint)));
+}
+
+static void
+report_http_error(NimbleHttpRequest *req)
+{
+	const NimbleApiDef *api = req->session->api;
+	char	   *api_msg = NULL;
+	int			sqlstate;
+	const char *hint;
+
+	if (req->body && req->len > 0)
+		api_msg = nimble_json_string_at(req->body, (int) req->len,
+										api->error_message_paths);
+
+	switch (req->status)
+	{
+		case 400:
+			sqlstate = ERRCODE_INVALID_PARAMETER_VALUE;
+			hint = "The API rejected the request's parameters: check the server's page_size option and the batch ids in the query.";
+			break;
+		case 401:
+			sqlstate = ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION;
+			hint = "Check the api_key option of the user mapping.";
+			break;
+		case 402:
+			sqlstate = ERRCODE_INSUFFICIENT_RESOURCES;
+			hint = "The account has no budget left or its trial has ended: check its plan.";
+			break;
+		case 403:
+			sqlstate = ERRCODE_INSUFFICIENT_PRIVILEGE;
+			hint = "The key is not allowed to read batches: check the account's permissions.";
+			break;
+		case 404:
+			sqlstate = ERRCODE_FDW_TABLE_NOT_FOUND;
+			hint = "Check that the server's url includes the API version, as in 'https://sdk.nimbleway.com/v1'.";
+			break;
+		case 429:
+			sqlstate = ERRCODE_CONFIGURATION_LIMIT_EXCEEDED;
+			hint = "The key's rate limit was exceeded: lower the server's max_concurrency, raise max_retries, or try again later.";
+			break;
+		default:
+			if (req->status == 408 || req->status == 409 || req->status >= 500)
+			{
+				sqlstate = ERRCODE_SYSTEM_ERROR;
+				hint = "The API failed on its side; try again later.";
+			}
+			else
+			{
+				sqlstate = ERRCODE_FDW_ERROR;
+				hint = "This status is not documented for the batch endpoints.";
+			}
+			break;
+	}
+
+	if (api_msg)
+		ereport(ERROR,
+				(errcode(sqlstate),
+				 errmsg("Nimble API request GET %s failed%s: HTTP %ld",
+						req->path.data, attempts_note(req), req->status),
+				 errdetail("The API said: %s", api_msg),
+				 errhint("%s", hint)));
+	else
+		ereport(ERROR,
+				(errcode(sqlstate),
+				 errmsg("Nimble API request GET %s failed%s: HTTP %ld",
+						req->path.data, attempts_note(req), req->status),
+				 errdetail("The response body is not a JSON error message (content type \"%s\").",
+						   req->content_type[0] ? req->content_type : "none"),
+				 errhint("%s", hint)));
+}
+
+/* Hand a malloc'd block to a memory context: freed when it is reset. */
+void
+nimble_adopt_malloc(MemoryContext cxt, void *ptr)
+{
+	MemoryContextCallback *cb = MemoryContextAlloc(cxt, sizeof(MemoryContextCallback));
+
+	cb->func = free;
+	cb->arg = ptr;
+	MemoryContextRegisterResetCallback(cxt, cb);
+}
+
+/*
+ * Wait for req and return its body, which then belongs to owner (freed when
+ * owner is reset or deleted).  Failures are raised here; a 404 of a keyed
+ * request is NIMBLE_HTTP_NOT_FOUND.
+ */
+NimbleHttpOutcome
+nimble_http_finish(NimbleHttpRequest *req, MemoryContext owner,
+				   char **body, int *len)
+{
+	MemoryContextCallback *cb;
+
+	wait_for(req);
+	Assert(req->state == REQ_DONE);
+
+	if (req->too_big)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("Nimble API response to GET %s is larger than max_response_bytes (" INT64_FORMAT " bytes)",
+						req->path.data, req->session->opts->max_response_bytes),
+				 errhint("Raise the server's max_response_bytes option if such responses are expected.")));
+	if (req->out_of_memory)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory while receiving GET %s", req->path.data)));
+	if (req->result != CURLE_OK)
+		report_transport_error(req);
+	if (req->status == 404 && req->not_found_is_empty)
+	{
+		free_body(req);
+		req->state = REQ_IDLE;
+		return NIMBLE_HTTP_NOT_FOUND;
+	}
+	if (req->status < 200 || req->status > 299)
+		report_http_error(req);
+
+	if (req->body == NULL)
+	{
+		/* an empty body: give the parser an empty string to refuse */
+		req->body = malloc(1);
+		if (req->body == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("out of memory")));
+		req->body[0] = '\0';
+	}
+
+	/* allocate first: nothing may throw between the hand-over steps */
+	cb = MemoryContextAlloc(owner, sizeof(MemoryContextCallback));
+	cb->func = free;
+	cb->arg = req->body;
+	MemoryContextRegisterResetCallback(owner, cb);
+	*body = req->body;
+	*len = (int) req->len;
+	req->body = NULL;
+	req->len = 0;
+	req->cap = 0;
+	req->state = REQ_IDLE;
+	return NIMBLE_HTTP_OK;
+}

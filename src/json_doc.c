@@ -1,0 +1,551 @@
+/*-------------------------------------------------------------------------
+ *
+ * json_doc.c
+ *		  One API response body -> rows of captured JSON values.
+ *
+ * The body is parsed once with PostgreSQL's own JSON parser (semantic
+ * actions, no tree).  A spec says where the rows are and which paths, in a
+ * row and in the page around the rows, the scan wants; only those values are
+ * kept, as the de-escaped scalar and the raw JSON text inside the body (no
+ * copy).  Everything else is skipped as it streams by.
+ *
+ * The parser reports problems as a status and a detail instead of throwing,
+ * so that the caller decides the message and the fuzz target can run it
+ * without a backend.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "mb/pg_wchar.h"
+#include "nodes/pg_list.h"
+
+#include "nimble_fdw.h"
+
+/* Deeper bodies are refused before parsing; no API response nests so deep. */
+#define NIMBLE_MAX_JSON_DEPTH 512
+
+/* A node of the trie of wanted paths. */
+typedef struct PathNode
+{
+	char	   *name;
+	int			slot;			/* capture slot, or -1 */
+	bool		in_row;			/* slot is a row slot (else a page slot) */
+	bool		is_rows;		/* the rows are here */
+	List	   *children;		/* PathNode * */
+} PathNode;
+
+struct NimbleDocSpec
+{
+	PathNode   *root;			/* paths from the top of the body */
+	PathNode   *row_root;		/* paths from the top of a row */
+	bool		rows_at_root;	/* the body is the one row */
+	bool		rows_required;
+	char	   *rows_path;
+	int			nrow_slots;
+	int			npage_slots;
+};
+
+/* One open object or array while parsing. */
+typedef struct Frame
+{
+	PathNode   *node;			/* trie node of this container, or NULL */
+	NimbleJsonValue *capture;	/* value being captured, or NULL */
+	bool		is_rows;		/* an array whose elements are rows */
+	bool		is_row;			/* the container is a row */
+} Frame;
+
+typedef struct ParseState
+{
+	const NimbleDocSpec *spec;
+	JsonLexContext *lex;
+	NimbleDoc  *doc;
+	Frame	   *frames;
+	int			depth;
+	int			maxdepth;
+	int			rows_cap;
+	int			cur_row;		/* index of the row being filled, or -1 */
+
+	/* what the next value is, set by a field or element start */
+	PathNode   *pend_node;
+	NimbleJsonValue *pend_capture;
+	const char *pend_start;
+	bool		pend_rows;
+	bool		pend_row;
+
+	bool		rows_seen;
+	NimbleDocStatus status;
+	char	   *detail;
+} ParseState;
+
+static PathNode *
+make_node(const char *name)
+{
+	PathNode   *node = palloc0(sizeof(PathNode));
+
+	node->name = name ? pstrdup(name) : NULL;
+	node->slot = -1;
+	return node;
+}
+
+static PathNode *
+find_child(PathNode *node, const char *name)
+{
+	ListCell   *lc;
+
+	foreach(lc, node->children)
+	{
+		PathNode   *child = lfirst(lc);
+
+		if (strcmp(child->name, name) == 0)
+			return child;
+	}
+	return NULL;
+}
+
+/* Walk (creating as needed) the nodes of a dotted path below root. */
+static PathNode *
+insert_path(PathNode *root, const char *path)
+{
+	char	   *copy = pstrdup(path);
+	char	   *save = NULL;
+	PathNode   *node = root;
+
+	for (char *seg = strtok_r(copy, ".", &save); seg != NULL;
+		 seg = strtok_r(NULL, ".", &save))
+	{
+		PathNode   *child = find_child(node, seg);
+
+		if (child == NULL)
+		{
+			child = make_node(seg);
+			node->children = lappend(node->children, child);
+		}
+		node = child;
+	}
+	pfree(copy);
+	return node;
+}
+
+NimbleDocSpec *
+nimble_doc_spec_create(const char *rows_path, bool rows_required)
+{
+	NimbleDocSpec *spec = palloc0(sizeof(NimbleDocSpec));
+
+	spec->root = make_node(NULL);
+	spec->row_root = make_node(NULL);
+	spec->rows_path = pstrdup(rows_path);
+	spec->rows_required = rows_required;
+	spec->rows_at_root = (rows_path[0] == '\0');
+	if (!spec->rows_at_root)
+		insert_path(spec->root, rows_path)->is_rows = true;
+	return spec;
+}
+
+/* Ask for a path in each row; returns its slot (one slot per path). */
+int
+nimble_doc_spec_add_row_path(NimbleDocSpec *spec, const char *path)
+{
+	PathNode   *node = insert_path(spec->row_root, path);
+
+	if (node->slot < 0)
+	{
+		node->slot = spec->nrow_slots++;
+		node->in_row = true;
+	}
+	return node->slot;
+}
+
+/* Ask for a path outside the rows (pagination); returns its slot. */
+int
+nimble_doc_spec_add_page_path(NimbleDocSpec *spec, const char *path)
+{
+	PathNode   *node = insert_path(spec->root, path);
+
+	Assert(!spec->rows_at_root);
+	if (node->slot < 0)
+		node->slot = spec->npage_slots++;
+	return node->slot;
+}
+
+int
+nimble_doc_spec_row_slots(const NimbleDocSpec *spec)
+{
+	return spec->nrow_slots;
+}
+
+static void
+shape_error(ParseState *ps, const char *detail)
+{
+	if (ps->status == NIMBLE_DOC_OK)
+	{
+		ps->status = NIMBLE_DOC_BAD_SHAPE;
+		ps->detail = pstrdup(detail);
+	}
+}
+
+static void
+clear_pending(ParseState *ps)
+{
+	ps->pend_node = NULL;
+	ps->pend_capture = NULL;
+	ps->pend_start = NULL;
+	ps->pend_rows = false;
+	ps->pend_row = false;
+}
+
+static NimbleJsonValue *
+row_value(ParseState *ps, int slot)
+{
+	NimbleDoc  *doc = ps->doc;
+
+	return &doc->rows[ps->cur_row * doc->row_slots + slot];
+}
+
+static void
+begin_row(ParseState *ps)
+{
+	NimbleDoc  *doc = ps->doc;
+
+	if (doc->nrows == ps->rows_cap)
+	{
+		ps->rows_cap = ps->rows_cap == 0 ? 16 : ps->rows_cap * 2;
+		if (doc->rows == NULL)
+			doc->rows = palloc(sizeof(NimbleJsonValue) * ps->rows_cap * Max(doc->row_slots, 1));
+		else
+			doc->rows = repalloc(doc->rows,
+								 sizeof(NimbleJsonValue) * ps->rows_cap * Max(doc->row_slots, 1));
+	}
+	ps->cur_row = doc->nrows++;
+	/* type 0 is JSON_TOKEN_INVALID: absent */
+	memset(&doc->rows[ps->cur_row * doc->row_slots], 0,
+		   sizeof(NimbleJsonValue) * doc->row_slots);
+}
+
+static void
+begin_container(ParseState *ps, JsonTokenType type)
+{
+	Frame	   *f;
+
+	if (ps->depth == ps->maxdepth)
+	{
+		ps->maxdepth *= 2;
+		ps->frames = repalloc(ps->frames, sizeof(Frame) * ps->maxdepth);
+	}
+	f = &ps->frames[ps->depth++];
+	f->node = ps->pend_node;
+	f->capture = ps->pend_capture;
+	f->is_rows = false;
+	f->is_row = false;
+
+	if (f->capture)
+	{
+		f->capture->type = type;
+		f->capture->str = NULL;
+		f->capture->raw = ps->pend_start;
+		f->capture->nelems = 0;
+	}
+
+	if (ps->pend_rows)
+	{
+		ps->rows_seen = true;
+		if (type == JSON_TOKEN_ARRAY_START)
+			f->is_rows = true;
+		else
+		{
+			/* the rows path names an object: it is the one row */
+			begin_row(ps);
+			f->is_row = true;
+			f->node = ps->spec->row_root;
+		}
+	}
+	else if (ps->pend_row)
+	{
+		if (type == JSON_TOKEN_OBJECT_START)
+		{
+			begin_row(ps);
+			f->is_row = true;
+			f->node = ps->spec->row_root;
+		}
+		else
+			shape_error(ps, "a row is an array, not an object");
+	}
+	else if (ps->depth == 1 && type != JSON_TOKEN_OBJECT_START)
+		shape_error(ps, "the body is not a JSON object");
+
+	clear_pending(ps);
+}
+
+static void
+end_container(ParseState *ps)
+{
+	Frame	   *f = &ps->frames[--ps->depth];
+
+	if (f->capture)
+		f->capture->rawlen = ps->lex->prev_token_terminator - f->capture->raw;
+	if (f->is_row)
+		ps->cur_row = -1;
+}
+
+static void
+doc_object_start(void *state)
+{
+	begin_container((ParseState *) state, JSON_TOKEN_OBJECT_START);
+}
+
+static void
+doc_array_start(void *state)
+{
+	begin_container((ParseState *) state, JSON_TOKEN_ARRAY_START);
+}
+
+static void
+doc_container_end(void *state)
+{
+	end_container((ParseState *) state);
+}
+
+static void
+doc_field_start(void *state, char *fname, bool isnull)
+{
+	ParseState *ps = (ParseState *) state;
+	Frame	   *f = &ps->frames[ps->depth - 1];
+	PathNode   *child;
+
+	clear_pending(ps);
+	if (f->node == NULL || ps->status != NIMBLE_DOC_OK)
+		return;
+	child = find_child(f->node, fname);
+	if (child == NULL)
+		return;
+
+	ps->pend_node = child;
+	ps->pend_rows = child->is_rows;
+	if (child->slot >= 0 && (!child->in_row || ps->cur_row >= 0))
+	{
+		NimbleJsonValue *v = child->in_row ? row_value(ps, child->slot)
+			: &ps->doc->page[child->slot];
+
+		/* a repeated key: the last one wins, as in jsonb */
+		memset(v, 0, sizeof(NimbleJsonValue));
+		ps->pend_capture = v;
+		ps->pend_start = ps->lex->token_start;
+	}
+}
+
+static void
+doc_field_end(void *state, char *fname, bool isnull)
+{
+	/* the parser hands each name over to us; nothing keeps it */
+	pfree(fname);
+}
+
+static void
+doc_element_start(void *state, bool isnull)
+{
+	ParseState *ps = (ParseState *) state;
+	Frame	   *f = &ps->frames[ps->depth - 1];
+
+	clear_pending(ps);
+	if (f->capture && f->capture->type == JSON_TOKEN_ARRAY_START)
+		f->capture->nelems++;
+	if (f->is_rows && ps->status == NIMBLE_DOC_OK)
+	{
+		ps->pend_row = true;
+		ps->pend_start = ps->lex->token_start;
+	}
+}
+
+static void
+doc_scalar(void *state, char *token, JsonTokenType type)
+{
+	ParseState *ps = (ParseState *) state;
+
+	if (ps->pend_capture)
+	{
+		NimbleJsonValue *v = ps->pend_capture;
+
+		v->type = type;
+		v->str = token;
+		v->raw = ps->pend_start;
+		v->rawlen = ps->lex->prev_token_terminator - ps->pend_start;
+	}
+	else
+		pfree(token);
+
+	if (ps->pend_rows)
+	{
+		/* null or absent rows are no rows; anything else is malformed */
+		ps->rows_seen = true;
+		if (type != JSON_TOKEN_NULL)
+			shape_error(ps, psprintf("\"%s\" is not an array", ps->spec->rows_path));
+	}
+	else if (ps->pend_row)
+	{
+		/* null entries of a rows array are skipped (the API sends them) */
+		if (type != JSON_TOKEN_NULL)
+			shape_error(ps, "a row is a scalar, not an object");
+	}
+	else if (ps->depth == 0)
+		shape_error(ps, "the body is not a JSON object");
+	clear_pending(ps);
+}
+
+/*
+ * The deepest nesting of objects and arrays, counted up to limit + 1.  The
+ * recursive-descent parser would otherwise meet a hostile body's nesting
+ * with the stack-depth error at best.
+ */
+static int
+json_nesting_depth(const char *s, int len, int limit)
+{
+	int			depth = 0;
+	bool		in_string = false;
+
+	for (int i = 0; i < len; i++)
+	{
+		char		c = s[i];
+
+		if (in_string)
+		{
+			if (c == '\\')
+				i++;
+			else if (c == '"')
+				in_string = false;
+		}
+		else if (c == '"')
+			in_string = true;
+		else if (c == '[' || c == '{')
+		{
+			if (++depth > limit)
+				return depth;
+		}
+		else if (c == ']' || c == '}')
+			depth--;
+	}
+	return depth;
+}
+
+/*
+ * Parse body (len bytes, NUL-terminated, UTF-8) into doc, whose cxt the
+ * caller made; everything is allocated there.  On failure, *detail says why.
+ */
+NimbleDocStatus
+nimble_doc_parse(const NimbleDocSpec *spec, char *body, int len,
+				 NimbleDoc *doc, char **detail)
+{
+	MemoryContext oldcxt = MemoryContextSwitchTo(doc->cxt);
+	ParseState	ps;
+	JsonSemAction sem;
+	JsonParseErrorType err;
+	int			encoding = PG_UTF8;
+
+	*detail = NULL;
+	doc->nrows = 0;
+	doc->rows = NULL;
+	doc->row_slots = spec->nrow_slots;
+	doc->page = palloc0(sizeof(NimbleJsonValue) * Max(spec->npage_slots, 1));
+
+	if (!pg_verify_mbstr(PG_UTF8, body, len, true))
+	{
+		*detail = pstrdup("The body is not valid UTF-8.");
+		MemoryContextSwitchTo(oldcxt);
+		return NIMBLE_DOC_BAD_JSON;
+	}
+#ifndef FRONTEND
+	if (GetDatabaseEncoding() != PG_UTF8)
+	{
+		body = pg_any_to_server(body, len, PG_UTF8);
+		len = strlen(body);
+		encoding = GetDatabaseEncoding();
+	}
+#endif
+	if (json_nesting_depth(body, len, NIMBLE_MAX_JSON_DEPTH) > NIMBLE_MAX_JSON_DEPTH)
+	{
+		*detail = psprintf("The body nests objects and arrays more than %d levels deep.",
+						   NIMBLE_MAX_JSON_DEPTH);
+		MemoryContextSwitchTo(oldcxt);
+		return NIMBLE_DOC_BAD_SHAPE;
+	}
+
+	memset(&ps, 0, sizeof(ps));
+	ps.spec = spec;
+	ps.doc = doc;
+	ps.lex = makeJsonLexContextCstringLen(body, len, encoding, true);
+	ps.maxdepth = 16;
+	ps.frames = palloc(sizeof(Frame) * ps.maxdepth);
+	ps.cur_row = -1;
+	ps.status = NIMBLE_DOC_OK;
+
+	/* what the top-level value is */
+	if (spec->rows_at_root)
+	{
+		ps.pend_row = true;
+		ps.pend_node = spec->row_root;
+	}
+	else
+		ps.pend_node = spec->root;
+
+	memset(&sem, 0, sizeof(sem));
+	sem.semstate = &ps;
+	sem.object_start = doc_object_start;
+	sem.object_end = doc_container_end;
+	sem.array_start = doc_array_start;
+	sem.array_end = doc_container_end;
+	sem.object_field_start = doc_field_start;
+	sem.object_field_end = doc_field_end;
+	sem.array_element_start = doc_element_start;
+	sem.scalar = doc_scalar;
+
+	err = pg_parse_json(ps.lex, &sem);
+	MemoryContextSwitchTo(oldcxt);
+
+	if (err != JSON_SUCCESS)
+	{
+		char	   *msg = json_errdetail(err, ps.lex);
+
+		/* a token quoted in the detail can be huge: keep the message short */
+		if (strlen(msg) > 200)
+			msg = psprintf("%.*s...", pg_mbcliplen(msg, strlen(msg), 200), msg);
+		*detail = msg;
+		return NIMBLE_DOC_BAD_JSON;
+	}
+	if (ps.status == NIMBLE_DOC_OK && spec->rows_at_root && doc->nrows == 0)
+		shape_error(&ps, "the body is not a JSON object");
+	if (ps.status == NIMBLE_DOC_OK && spec->rows_required && !ps.rows_seen)
+		shape_error(&ps, psprintf("the body has no \"%s\"", spec->rows_path));
+	*detail = ps.detail;
+	return ps.status;
+}
+
+/*
+ * The first of paths (top-level dotted paths) that holds a string in body,
+ * or NULL: used to show an API's own error message.  Never throws on a bad
+ * body.
+ */
+char *
+nimble_json_string_at(char *body, int len, const char *const *paths)
+{
+	NimbleDocSpec *spec = nimble_doc_spec_create("", false);
+	NimbleDoc	doc;
+	char	   *detail;
+	int			slots[8];
+	int			n;
+
+	/* as rows at the root, so that every path is a row slot */
+	for (n = 0; paths[n] != NULL && n < lengthof(slots); n++)
+		slots[n] = nimble_doc_spec_add_row_path(spec, paths[n]);
+
+	doc.cxt = CurrentMemoryContext;
+	if (nimble_doc_parse(spec, body, len, &doc, &detail) != NIMBLE_DOC_OK ||
+		doc.nrows != 1)
+		return NULL;
+	for (int i = 0; i < n; i++)
+	{
+		NimbleJsonValue *v = &doc.rows[slots[i]];
+
+		if (v->type == JSON_TOKEN_STRING)
+			return v->str;
+	}
+	return NULL;
+}

@@ -1,0 +1,373 @@
+/*-------------------------------------------------------------------------
+ *
+ * nimble_fdw.c
+ *		  Foreign data wrapper for the Nimble web-data API's batch jobs.
+ *
+ * The handler and the FdwRoutine glue: planning is in quals.c, execution
+ * in scan.c.  This file turns the plan's fdw_private and fdw_exprs into a
+ * running scan, evaluates the key expressions (again on rescan when the
+ * parameters change), and shows the route in EXPLAIN.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "commands/explain.h"
+#include "executor/executor.h"
+#include "foreign/fdwapi.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "nodes/nodeFuncs.h"
+#include "parser/parsetree.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/ruleutils.h"
+
+#include "nimble_fdw.h"
+
+PG_MODULE_MAGIC;
+
+PG_FUNCTION_INFO_V1(nimble_fdw_handler);
+
+void		_PG_init(void);
+
+/* Execution state of one foreign scan node. */
+typedef struct NimbleScanState
+{
+	NimbleTableOptions table;
+	NimbleServerOptions server;
+	NimbleRoute route;
+	List	   *is_array;		/* per key expression */
+	List	   *retrieved_attrs;
+	bool		needs_extra;
+	char	   *key_column;
+	bool		parameterized;
+	List	   *key_exprs;		/* ExprState per key expression */
+	bool		keys_stale;		/* evaluate the keys before the next row */
+	NimbleScan *scan;			/* NULL for EXPLAIN without ANALYZE */
+} NimbleScanState;
+
+void
+_PG_init(void)
+{
+	nimble_http_init();
+}
+
+/* ----------------------------------------------------------------
+ *		Keys
+ * ----------------------------------------------------------------
+ */
+
+/* The text of each key that the key expressions give; NULLs give none. */
+static List *
+evaluate_keys(NimbleScanState *fsstate, ExprContext *econtext)
+{
+	List	   *keys = NIL;
+	ListCell   *lc_expr;
+	ListCell   *lc_arr;
+	MemoryContext oldcxt = MemoryContextSwitchTo(econtext->ecxt_per_tuple_memory);
+
+	forboth(lc_expr, fsstate->key_exprs, lc_arr, fsstate->is_array)
+	{
+		ExprState  *state = lfirst(lc_expr);
+		Oid			type = exprType((Node *) state->expr);
+		bool		isnull;
+		Datum		value = ExecEvalExpr(state, econtext, &isnull);
+		Oid			outfunc;
+		bool		varlena;
+
+		if (isnull)
+			continue;
+		if (lfirst_int(lc_arr))
+		{
+			ArrayType  *array = DatumGetArrayTypeP(value);
+			Oid			elemtype = ARR_ELEMTYPE(array);
+			int16		elmlen;
+			bool		elmbyval;
+			char		elmalign;
+			Datum	   *elems;
+			bool	   *nulls;
+			int			n;
+
+			get_typlenbyvalalign(elemtype, &elmlen, &elmbyval, &elmalign);
+			deconstruct_array(array, elemtype, elmlen, elmbyval, elmalign,
+							  &elems, &nulls, &n);
+			getTypeOutputInfo(elemtype, &outfunc, &varlena);
+			for (int i = 0; i < n; i++)
+			{
+				if (!nulls[i])
+					keys = lappend(keys, OidOutputFunctionCall(outfunc, elems[i]));
+			}
+		}
+		else
+		{
+			getTypeOutputInfo(type, &outfunc, &varlena);
+			keys = lappend(keys, OidOutputFunctionCall(outfunc, value));
+		}
+	}
+	MemoryContextSwitchTo(oldcxt);
+	return keys;
+}
+
+/* ----------------------------------------------------------------
+ *		Executor callbacks
+ * ----------------------------------------------------------------
+ */
+
+static void
+nimble_begin_foreign_scan(ForeignScanState *node, int eflags)
+{
+	ForeignScan *fsplan = (ForeignScan *) node->ss.ps.plan;
+	EState	   *estate = node->ss.ps.state;
+	NimbleScanState *fsstate = palloc0(sizeof(NimbleScanState));
+	Oid			relid = RelationGetRelid(node->ss.ss_currentRelation);
+	List	   *priv = fsplan->fdw_private;
+	ForeignServer *server;
+	RangeTblEntry *rte;
+	Oid			userid;
+	char	   *api_key;
+
+	node->fdw_state = fsstate;
+	fsstate->route = intVal(list_nth(priv, NimblePrivateRoute));
+	fsstate->is_array = (List *) list_nth(priv, NimblePrivateKeysArray);
+	fsstate->retrieved_attrs = (List *) list_nth(priv, NimblePrivateRetrieved);
+	fsstate->needs_extra = intVal(list_nth(priv, NimblePrivateNeedsExtra)) != 0;
+	fsstate->key_column = strVal(list_nth(priv, NimblePrivateKeyColumn));
+	fsstate->parameterized = intVal(list_nth(priv, NimblePrivateParameterized)) != 0;
+	nimble_get_table_options(relid, &fsstate->table);
+
+	server = GetForeignServer(GetForeignTable(relid)->serverid);
+	nimble_get_server_options(server, &fsstate->server);
+
+	/* EXPLAIN alone needs no key and makes no request */
+	if (eflags & EXEC_FLAG_EXPLAIN_ONLY)
+		return;
+
+	/* the user whose mapping applies: the view owner's, for a view */
+	rte = exec_rt_fetch(fsplan->scan.scanrelid, estate);
+	userid = OidIsValid(rte->checkAsUser) ? rte->checkAsUser : GetUserId();
+	api_key = nimble_get_api_key(server, userid);
+
+	fsstate->key_exprs = ExecInitExprList(fsplan->fdw_exprs, (PlanState *) node);
+	fsstate->keys_stale = (fsplan->fdw_exprs != NIL);
+	fsstate->scan = nimble_scan_create(estate->es_query_cxt, &fsstate->table,
+									   &fsstate->server, api_key,
+									   RelationGetDescr(node->ss.ss_currentRelation),
+									   fsstate->route, fsstate->retrieved_attrs,
+									   fsstate->needs_extra);
+}
+
+static TupleTableSlot *
+nimble_iterate_foreign_scan(ForeignScanState *node)
+{
+	NimbleScanState *fsstate = (NimbleScanState *) node->fdw_state;
+	TupleTableSlot *slot = node->ss.ss_ScanTupleSlot;
+	int			natts = slot->tts_tupleDescriptor->natts;
+
+	if (fsstate->keys_stale)
+	{
+		ExprContext *econtext = node->ss.ps.ps_ExprContext;
+
+		nimble_scan_set_keys(fsstate->scan, evaluate_keys(fsstate, econtext));
+		ResetExprContext(econtext);
+		fsstate->keys_stale = false;
+	}
+
+	ExecClearTuple(slot);
+	memset(slot->tts_isnull, true, sizeof(bool) * natts);
+	if (nimble_scan_next(fsstate->scan, slot->tts_values, slot->tts_isnull))
+		ExecStoreVirtualTuple(slot);
+	return slot;
+}
+
+static void
+nimble_rescan_foreign_scan(ForeignScanState *node)
+{
+	NimbleScanState *fsstate = (NimbleScanState *) node->fdw_state;
+
+	/* new parameter values mean new keys; else the same requests again */
+	if (node->ss.ps.chgParam != NULL && fsstate->key_exprs != NIL)
+		fsstate->keys_stale = true;
+	nimble_scan_rewind(fsstate->scan);
+}
+
+static void
+nimble_end_foreign_scan(ForeignScanState *node)
+{
+	NimbleScanState *fsstate = (NimbleScanState *) node->fdw_state;
+
+	if (fsstate && fsstate->scan)
+	{
+		nimble_scan_end(fsstate->scan);
+		fsstate->scan = NULL;
+	}
+}
+
+/* ----------------------------------------------------------------
+ *		EXPLAIN
+ * ----------------------------------------------------------------
+ */
+
+/* "/batches/{key}/progress" with the key column's name in the hole. */
+static char *
+endpoint_text(const NimbleEndpoint *ep, const char *key_column)
+{
+	const char *hole = strstr(ep->path, "{key}");
+
+	if (hole == NULL)
+		return pstrdup(ep->path);
+	return psprintf("%.*s{%s}%s", (int) (hole - ep->path), ep->path,
+					key_column, hole + 5);
+}
+
+/* How many keys, when the plan knows: constants only; else -1. */
+static int
+count_constant_keys(ForeignScan *fsplan, List *is_array)
+{
+	ListCell   *lc_expr;
+	ListCell   *lc_arr;
+	int			n = 0;
+
+	forboth(lc_expr, fsplan->fdw_exprs, lc_arr, is_array)
+	{
+		Const	   *c = lfirst(lc_expr);
+
+		if (!IsA(c, Const))
+			return -1;
+		if (c->constisnull)
+			continue;
+		if (lfirst_int(lc_arr))
+		{
+			ArrayType  *array = DatumGetArrayTypeP(c->constvalue);
+
+			n += ArrayGetNItems(ARR_NDIM(array), ARR_DIMS(array));
+		}
+		else
+			n++;
+	}
+	return n;
+}
+
+static char *
+route_text(NimbleScanState *fsstate, ForeignScan *fsplan)
+{
+	const NimbleApiDef *api = fsstate->table.api;
+	const NimbleResourceDef *res = fsstate->table.resource;
+	const char *key = fsstate->key_column;
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	switch (fsstate->route)
+	{
+		case NIMBLE_ROUTE_KEYED:
+			{
+				int			n = count_constant_keys(fsplan, fsstate->is_array);
+
+				appendStringInfo(&buf, "GET %s",
+								 endpoint_text(&api->endpoints[res->keyed_endpoint], key));
+				if (fsstate->parameterized)
+					appendStringInfoString(&buf, " per outer row");
+				else if (n >= 0)
+					appendStringInfo(&buf, " for %d key%s", n, n == 1 ? "" : "s");
+				else
+					appendStringInfoString(&buf, " per key of the condition");
+				break;
+			}
+		case NIMBLE_ROUTE_LIST_KEYED:
+			appendStringInfo(&buf, "GET %s (all pages), then GET %s per batch",
+							 endpoint_text(&api->endpoints[api->list_endpoint], key),
+							 endpoint_text(&api->endpoints[res->keyed_endpoint], key));
+			break;
+		case NIMBLE_ROUTE_LIST_ROWS:
+			appendStringInfo(&buf, "GET %s (all pages)",
+							 endpoint_text(&api->endpoints[api->list_endpoint], key));
+			if (fsstate->needs_extra)
+				appendStringInfo(&buf, ", then GET %s per batch",
+								 endpoint_text(&api->endpoints[res->extra_endpoint], key));
+			if (fsplan->fdw_exprs != NIL)
+				appendStringInfoString(&buf, ", until every key is found");
+			break;
+	}
+	return buf.data;
+}
+
+/* The pushed condition, as the user would write it. */
+static char *
+keys_text(NimbleScanState *fsstate, ForeignScanState *node, ExplainState *es)
+{
+	ForeignScan *fsplan = (ForeignScan *) node->ss.ps.plan;
+	List	   *context = set_deparse_context_plan(es->deparse_cxt,
+												   node->ss.ps.plan, NIL);
+	StringInfoData buf;
+	ListCell   *lc_expr;
+	ListCell   *lc_arr;
+
+	initStringInfo(&buf);
+	forboth(lc_expr, fsplan->fdw_exprs, lc_arr, fsstate->is_array)
+	{
+		char	   *expr = deparse_expression(lfirst(lc_expr), context, false, false);
+
+		if (buf.len > 0)
+			appendStringInfoString(&buf, " OR ");
+		if (lfirst_int(lc_arr))
+			appendStringInfo(&buf, "%s = ANY (%s)",
+							 quote_identifier(fsstate->key_column), expr);
+		else
+			appendStringInfo(&buf, "%s = %s",
+							 quote_identifier(fsstate->key_column), expr);
+	}
+	return buf.data;
+}
+
+static void
+nimble_explain_foreign_scan(ForeignScanState *node, ExplainState *es)
+{
+	NimbleScanState *fsstate = (NimbleScanState *) node->fdw_state;
+	ForeignScan *fsplan = (ForeignScan *) node->ss.ps.plan;
+
+	ExplainPropertyText("Nimble Resource", fsstate->table.resource->name, es);
+	ExplainPropertyText("Nimble Route", route_text(fsstate, fsplan), es);
+	if (fsplan->fdw_exprs != NIL)
+		ExplainPropertyText("Nimble Keys", keys_text(fsstate, node, es), es);
+	if (es->analyze && fsstate->scan)
+	{
+		NimbleScanStats *stats = nimble_scan_stats(fsstate->scan);
+
+		ExplainPropertyInteger("Nimble Requests", NULL, stats->requests, es);
+		ExplainPropertyInteger("Nimble List Pages", NULL, stats->pages, es);
+		ExplainPropertyInteger("Nimble Retries", NULL, stats->retries, es);
+		ExplainPropertyInteger("Nimble Bytes", NULL, stats->bytes, es);
+	}
+}
+
+/* ----------------------------------------------------------------
+ *		Handler
+ * ----------------------------------------------------------------
+ */
+
+static List *
+nimble_import_foreign_schema(ImportForeignSchemaStmt *stmt, Oid serverOid)
+{
+	return nimble_import_schema(stmt, serverOid);
+}
+
+Datum
+nimble_fdw_handler(PG_FUNCTION_ARGS)
+{
+	FdwRoutine *routine = makeNode(FdwRoutine);
+
+	routine->GetForeignRelSize = nimble_get_rel_size;
+	routine->GetForeignPaths = nimble_get_paths;
+	routine->GetForeignPlan = nimble_get_plan;
+	routine->BeginForeignScan = nimble_begin_foreign_scan;
+	routine->IterateForeignScan = nimble_iterate_foreign_scan;
+	routine->ReScanForeignScan = nimble_rescan_foreign_scan;
+	routine->EndForeignScan = nimble_end_foreign_scan;
+	routine->ExplainForeignScan = nimble_explain_foreign_scan;
+	routine->ImportForeignSchema = nimble_import_foreign_schema;
+
+	PG_RETURN_POINTER(routine);
+}

@@ -1,0 +1,338 @@
+/*-------------------------------------------------------------------------
+ *
+ * nimble_fdw.h
+ *		  Shared declarations of the Nimble batch API foreign data wrapper.
+ *
+ * The wrapper is split into rooms with one job each:
+ *
+ *	routes.c	the API described as data: endpoints, resources, columns
+ *	options.c	option validation and lookup of server/table/user options
+ *	quals.c		planning: batch_id keys, parameterized paths, costs
+ *	scan.c		execution: keys -> requests -> decoded pages -> rows
+ *	http.c		libcurl multi, waiting on the latch, retries, HTTP errors
+ *	json_doc.c	one response body -> rows of captured JSON values
+ *	decode.c	captured JSON value -> Datum of a column's type
+ *	import.c	IMPORT FOREIGN SCHEMA
+ *	nimble_fdw.c	handler and the FdwRoutine glue, EXPLAIN
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef NIMBLE_FDW_H
+#define NIMBLE_FDW_H
+
+#include "postgres.h"
+
+#include "common/jsonapi.h"
+#include "datatype/timestamp.h"
+#include "fmgr.h"
+#include "foreign/foreign.h"
+#include "nodes/pathnodes.h"
+#include "nodes/plannodes.h"
+#include "utils/relcache.h"
+
+/* ----------------------------------------------------------------
+ *		The API as data (routes.c)
+ * ----------------------------------------------------------------
+ */
+
+/* How a list endpoint pages through its items. */
+typedef enum NimblePaging
+{
+	NIMBLE_PAGING_NONE,			/* one response holds everything */
+	NIMBLE_PAGING_CURSOR		/* next_cursor / has_next, sent back as cursor */
+} NimblePaging;
+
+typedef struct NimbleEndpoint
+{
+	const char *name;			/* "list", "details", "progress": for stats */
+	const char *path;			/* "/batches" or "/batches/{key}" */
+	const char *rows;			/* JSON path of the rows; "" = the body is one row */
+	bool		rows_required;	/* a body without the rows path is malformed */
+	NimblePaging paging;
+	const char *cursor_param;	/* query parameter carrying the cursor */
+	const char *limit_param;	/* query parameter carrying the page size */
+	const char *next_cursor;	/* JSON paths in the body (not in a row) */
+	const char *has_next;
+	const char *total;
+	const char *item_key;		/* list: path of each item's key, in the row */
+} NimbleEndpoint;
+
+/*
+ * Where a column's value is found.  A path is a dotted JSON path relative
+ * to a row; "$key" means the key the request was made for, and "#path"
+ * means the number of elements of the array at path.  NULL: this endpoint
+ * does not provide the column.
+ */
+typedef struct NimbleColumnDef
+{
+	const char *name;
+	const char *type;			/* SQL type that IMPORT FOREIGN SCHEMA uses */
+	const char *list_path;		/* in an item of the list endpoint */
+	const char *keyed_path;		/* in a row of the resource's keyed endpoint */
+	const char *extra_path;		/* in the per-row enrichment response */
+} NimbleColumnDef;
+
+typedef struct NimbleResourceDef
+{
+	const char *name;
+	const char *key_column;		/* the column that selects keyed requests */
+	const NimbleColumnDef *columns;
+	int			ncolumns;
+	int			keyed_endpoint; /* endpoint serving rows for one key, or -1 */
+	bool		list_rows;		/* the list's items are this resource's rows */
+	int			extra_endpoint; /* per-row request for columns the list lacks */
+} NimbleResourceDef;
+
+typedef struct NimbleApiDef
+{
+	const char *name;
+	const char *default_url;
+	const char *auth_header;	/* printf format taking the api key */
+	const NimbleEndpoint *endpoints;
+	int			nendpoints;
+	int			list_endpoint;	/* -1: the API cannot list batches */
+	const NimbleResourceDef *resources;
+	int			nresources;
+	const char *const *error_message_paths; /* where error bodies say why */
+} NimbleApiDef;
+
+/* How a scan finds its rows. */
+typedef enum NimbleRoute
+{
+	NIMBLE_ROUTE_KEYED,			/* keyed endpoint, one request per key */
+	NIMBLE_ROUTE_LIST_KEYED,	/* list walk for keys, then one request each */
+	NIMBLE_ROUTE_LIST_ROWS		/* list walk; items are rows (+ enrichment) */
+} NimbleRoute;
+
+extern const NimbleApiDef *nimble_api_lookup(const char *name);
+extern const NimbleResourceDef *nimble_resource_lookup(const NimbleApiDef *api,
+													   const char *name);
+extern const NimbleColumnDef *nimble_column_lookup(const NimbleResourceDef *res,
+												   const char *name);
+
+/* Which response of a scan a column's value comes from. */
+typedef enum NimbleSource
+{
+	NIMBLE_SRC_NONE,			/* not available on this route */
+	NIMBLE_SRC_LIST,			/* the list item */
+	NIMBLE_SRC_KEYED,			/* a row of the keyed response */
+	NIMBLE_SRC_EXTRA			/* the per-row enrichment response */
+} NimbleSource;
+
+extern const char *nimble_column_path(const NimbleResourceDef *res,
+									  const char *colname, const char *field,
+									  NimbleRoute route, NimbleSource *source);
+
+/* ----------------------------------------------------------------
+ *		Options (options.c)
+ * ----------------------------------------------------------------
+ */
+
+#define NIMBLE_DEFAULT_URL "https://sdk.nimbleway.com/v1"
+
+typedef struct NimbleServerOptions
+{
+	char	   *url;			/* base url, version prefix included, no
+								 * trailing slash */
+	char	   *api;			/* route table name */
+	int			timeout_ms;
+	int			connect_timeout_ms;
+	int			page_size;		/* 0: let the API choose */
+	int			max_retries;
+	int			max_concurrency;
+	int64		max_response_bytes;
+} NimbleServerOptions;
+
+typedef struct NimbleTableOptions
+{
+	Oid			relid;
+	const NimbleApiDef *api;
+	const NimbleResourceDef *resource;
+} NimbleTableOptions;
+
+extern void nimble_get_server_options(ForeignServer *server,
+									  NimbleServerOptions *opts);
+extern void nimble_get_table_options(Oid relid, NimbleTableOptions *opts);
+extern char *nimble_get_column_field(Oid relid, AttrNumber attnum);
+extern char *nimble_get_api_key(ForeignServer *server, Oid userid);
+
+/* ----------------------------------------------------------------
+ *		Planning (quals.c)
+ * ----------------------------------------------------------------
+ */
+
+
+/* A set of keys: expressions, each a scalar or an array of keys. */
+typedef struct NimbleKeySet
+{
+	List	   *exprs;			/* Expr nodes evaluated at execution */
+	List	   *is_array;		/* parallel list of int: 1 = array of keys */
+	List	   *clauses;		/* the RestrictInfos they come from */
+	double		nkeys;			/* estimated number of keys */
+} NimbleKeySet;
+
+/* Planner state for one foreign relation (baserel->fdw_private). */
+typedef struct NimblePlanState
+{
+	NimbleTableOptions table;
+	NimbleServerOptions server;
+	AttrNumber	key_attno;		/* the key column, or InvalidAttrNumber */
+	Bitmapset  *attrs_used;		/* columns the query reads */
+	bool		keyed_covers;	/* keyed endpoint provides every column used */
+	bool		needs_extra;	/* a used column needs the enrichment request */
+	NimbleKeySet *keys;			/* pushed restriction keys, or NULL */
+	List	   *local_conds;	/* RestrictInfos evaluated locally */
+	double		est_list_items; /* estimated items of the list */
+	double		est_rows_per_key;	/* estimated rows from one keyed request */
+} NimblePlanState;
+
+/* fdw_private of the ForeignScan plan: a list indexed by this enum. */
+enum NimbleScanPrivateIndex
+{
+	NimblePrivateRoute,			/* Integer: NimbleRoute */
+	NimblePrivateKeysArray,		/* List of Integer: per fdw_exprs entry */
+	NimblePrivateRetrieved,		/* List of Integer: attnums to fill */
+	NimblePrivateNeedsExtra,	/* Integer: 1 = enrichment request per row */
+	NimblePrivateKeyColumn,		/* String: name of the key column */
+	NimblePrivateParameterized	/* Integer: 1 = keys come from outer rows */
+};
+
+extern void nimble_get_rel_size(PlannerInfo *root, RelOptInfo *baserel,
+								Oid foreigntableid);
+extern void nimble_get_paths(PlannerInfo *root, RelOptInfo *baserel,
+							 Oid foreigntableid);
+extern ForeignScan *nimble_get_plan(PlannerInfo *root, RelOptInfo *baserel,
+									Oid foreigntableid, ForeignPath *best_path,
+									List *tlist, List *scan_clauses,
+									Plan *outer_plan);
+
+/* ----------------------------------------------------------------
+ *		Decoding a response body (json_doc.c)
+ * ----------------------------------------------------------------
+ */
+
+/* One JSON value captured from a body; type JSON_TOKEN_INVALID = absent. */
+typedef struct NimbleJsonValue
+{
+	JsonTokenType type;			/* STRING, NUMBER, TRUE, FALSE, NULL,
+								 * OBJECT_START or ARRAY_START */
+	char	   *str;			/* scalars: de-escaped string or lexeme */
+	const char *raw;			/* the value's JSON text, inside the body */
+	int			rawlen;
+	int			nelems;			/* arrays: number of elements */
+} NimbleJsonValue;
+
+typedef struct NimbleDocSpec NimbleDocSpec;
+
+/* A parsed response: rows of captured values plus page-level values. */
+typedef struct NimbleDoc
+{
+	MemoryContext cxt;			/* owns everything here, and the body */
+	int			nrows;
+	int			row_slots;		/* values per row */
+	NimbleJsonValue *rows;		/* nrows * row_slots values, row-major */
+	NimbleJsonValue *page;		/* values found outside the rows */
+} NimbleDoc;
+
+/* Outcome of parsing, for callers that must not throw (the fuzz target). */
+typedef enum NimbleDocStatus
+{
+	NIMBLE_DOC_OK,
+	NIMBLE_DOC_BAD_JSON,		/* syntax error; detail says where */
+	NIMBLE_DOC_BAD_SHAPE		/* valid JSON, not the expected structure */
+} NimbleDocStatus;
+
+extern NimbleDocSpec *nimble_doc_spec_create(const char *rows_path,
+											 bool rows_required);
+extern int	nimble_doc_spec_add_row_path(NimbleDocSpec *spec, const char *path);
+extern int	nimble_doc_spec_add_page_path(NimbleDocSpec *spec, const char *path);
+extern int	nimble_doc_spec_row_slots(const NimbleDocSpec *spec);
+extern NimbleDocStatus nimble_doc_parse(const NimbleDocSpec *spec,
+										char *body, int len,
+										NimbleDoc *doc, char **detail);
+extern char *nimble_json_string_at(char *body, int len, const char *const *paths);
+
+/* ----------------------------------------------------------------
+ *		Values to Datums (decode.c)
+ * ----------------------------------------------------------------
+ */
+
+typedef struct NimbleColumnConv NimbleColumnConv;
+
+extern NimbleColumnConv *nimble_conv_create(Oid typid, int32 typmod,
+											bool count_elements);
+extern Datum nimble_conv_value(NimbleColumnConv *conv,
+							   const NimbleJsonValue *value, bool *isnull);
+extern Datum nimble_conv_string(NimbleColumnConv *conv, const char *str,
+								bool *isnull);
+extern char *nimble_json_value_text(const NimbleJsonValue *value);
+
+/* ----------------------------------------------------------------
+ *		HTTP (http.c)
+ * ----------------------------------------------------------------
+ */
+
+typedef struct NimbleScanStats
+{
+	int64		requests;		/* HTTP requests sent, retries included */
+	int64		retries;
+	int64		pages;			/* list pages walked */
+	int64		bytes;			/* response body bytes received */
+} NimbleScanStats;
+
+typedef struct NimbleHttpSession NimbleHttpSession;
+typedef struct NimbleHttpRequest NimbleHttpRequest;
+
+/* What became of a finished request. */
+typedef enum NimbleHttpOutcome
+{
+	NIMBLE_HTTP_OK,
+	NIMBLE_HTTP_NOT_FOUND		/* 404 on a keyed request: no rows */
+} NimbleHttpOutcome;
+
+extern void nimble_http_init(void);
+extern NimbleHttpSession *nimble_http_session_create(MemoryContext cxt,
+													 const NimbleServerOptions *opts,
+													 const NimbleApiDef *api,
+													 const char *api_key,
+													 NimbleScanStats *stats);
+extern NimbleHttpRequest *nimble_http_request_create(NimbleHttpSession *session);
+extern void nimble_http_start(NimbleHttpRequest *req, const char *path,
+							  bool not_found_is_empty);
+extern NimbleHttpOutcome nimble_http_finish(NimbleHttpRequest *req,
+											MemoryContext owner,
+											char **body, int *len);
+extern void nimble_http_cancel(NimbleHttpRequest *req);
+extern bool nimble_http_busy(NimbleHttpRequest *req);
+extern const char *nimble_http_path(NimbleHttpRequest *req);
+extern void nimble_adopt_malloc(MemoryContext cxt, void *ptr);
+
+/* ----------------------------------------------------------------
+ *		Execution (scan.c)
+ * ----------------------------------------------------------------
+ */
+
+typedef struct NimbleScan NimbleScan;
+
+extern NimbleScan *nimble_scan_create(MemoryContext parent,
+									  const NimbleTableOptions *table,
+									  const NimbleServerOptions *server,
+									  const char *api_key,
+									  TupleDesc tupdesc,
+									  NimbleRoute route,
+									  List *retrieved_attrs,
+									  bool needs_extra);
+extern void nimble_scan_set_keys(NimbleScan *scan, List *keys);
+extern bool nimble_scan_next(NimbleScan *scan, Datum *values, bool *nulls);
+extern void nimble_scan_rewind(NimbleScan *scan);
+extern NimbleScanStats *nimble_scan_stats(NimbleScan *scan);
+extern void nimble_scan_end(NimbleScan *scan);
+
+/* ----------------------------------------------------------------
+ *		IMPORT FOREIGN SCHEMA (import.c)
+ * ----------------------------------------------------------------
+ */
+
+extern List *nimble_import_schema(ImportForeignSchemaStmt *stmt, Oid serverOid);
+
+#endif							/* NIMBLE_FDW_H */

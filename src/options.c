@@ -1,0 +1,425 @@
+/*-------------------------------------------------------------------------
+ *
+ * options.c
+ *		  Validation and lookup of nimble_fdw's options.
+ *
+ * One table lists every option with the catalog it belongs to and how its
+ * value is checked; the validator and the error hints are derived from it.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <curl/curl.h>
+
+#include "access/reloptions.h"
+#include "catalog/pg_foreign_server.h"
+#include "catalog/pg_foreign_table.h"
+#include "catalog/pg_user_mapping.h"
+#include "commands/defrem.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/syscache.h"
+
+#include "nimble_fdw.h"
+
+PG_FUNCTION_INFO_V1(nimble_fdw_validator);
+
+typedef enum NimbleOptionKind
+{
+	NIMBLE_OPT_URL,
+	NIMBLE_OPT_API,
+	NIMBLE_OPT_INT,
+	NIMBLE_OPT_SECRET,
+	NIMBLE_OPT_RESOURCE,
+	NIMBLE_OPT_FIELD
+} NimbleOptionKind;
+
+typedef struct NimbleOption
+{
+	const char *name;
+	Oid			context;		/* catalog the option belongs to */
+	NimbleOptionKind kind;
+	int64		min;			/* NIMBLE_OPT_INT: allowed range */
+	int64		max;
+} NimbleOption;
+
+static const NimbleOption nimble_options[] = {
+	{"url", ForeignServerRelationId, NIMBLE_OPT_URL},
+	{"api", ForeignServerRelationId, NIMBLE_OPT_API},
+	{"timeout_ms", ForeignServerRelationId, NIMBLE_OPT_INT, 1, 3600000},
+	{"connect_timeout_ms", ForeignServerRelationId, NIMBLE_OPT_INT, 1, 600000},
+	{"page_size", ForeignServerRelationId, NIMBLE_OPT_INT, 1, 1000},
+	{"max_retries", ForeignServerRelationId, NIMBLE_OPT_INT, 0, 10},
+	{"max_concurrency", ForeignServerRelationId, NIMBLE_OPT_INT, 1, 64},
+	{"max_response_bytes", ForeignServerRelationId, NIMBLE_OPT_INT, 1024, INT64CONST(1073741824)},
+	{"api_key", UserMappingRelationId, NIMBLE_OPT_SECRET},
+	{"resource", ForeignTableRelationId, NIMBLE_OPT_RESOURCE},
+	{"field", AttributeRelationId, NIMBLE_OPT_FIELD},
+};
+
+static const NimbleOption *
+find_option(const char *name, Oid context)
+{
+	for (int i = 0; i < lengthof(nimble_options); i++)
+	{
+		if (nimble_options[i].context == context &&
+			strcmp(nimble_options[i].name, name) == 0)
+			return &nimble_options[i];
+	}
+	return NULL;
+}
+
+static void
+report_unknown_option(const char *name, Oid context)
+{
+	StringInfoData valid;
+
+	initStringInfo(&valid);
+	for (int i = 0; i < lengthof(nimble_options); i++)
+	{
+		if (nimble_options[i].context != context)
+			continue;
+		appendStringInfo(&valid, "%s%s", valid.len > 0 ? ", " : "",
+						 nimble_options[i].name);
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+			 errmsg("invalid option \"%s\"", name),
+			 valid.len > 0
+			 ? errhint("Valid options in this context are: %s.", valid.data)
+			 : errhint("There are no valid options in this context.")));
+}
+
+static int64
+parse_int_option(const NimbleOption *opt, const char *value)
+{
+	int64		result;
+	char	   *end;
+
+	errno = 0;
+	result = strtoi64(value, &end, 10);
+	if (errno != 0 || end == value || *end != '\0' ||
+		result < opt->min || result > opt->max)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid value for option \"%s\": \"%s\"",
+						opt->name, value),
+				 errhint("\"%s\" must be an integer from " INT64_FORMAT
+						 " to " INT64_FORMAT ".",
+						 opt->name, opt->min, opt->max)));
+	return result;
+}
+
+/*
+ * The url must be http(s) with a host, and nothing that would end up in a
+ * message or be misread when paths are appended: no credentials, query or
+ * fragment.
+ */
+static void
+check_url(const char *value)
+{
+	CURLU	   *u;
+	char	   *scheme = NULL;
+	char	   *host = NULL;
+	char	   *user = NULL;
+	char	   *query = NULL;
+	char	   *fragment = NULL;
+	CURLUcode	rc;
+	const char *problem = NULL;
+
+	u = curl_url();
+	if (u == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory")));
+	rc = curl_url_set(u, CURLUPART_URL, value, 0);
+	if (rc != CURLUE_OK)
+		problem = "it is not a valid URL";
+	else
+	{
+		curl_url_get(u, CURLUPART_SCHEME, &scheme, 0);
+		curl_url_get(u, CURLUPART_HOST, &host, 0);
+		curl_url_get(u, CURLUPART_USER, &user, 0);
+		curl_url_get(u, CURLUPART_QUERY, &query, 0);
+		curl_url_get(u, CURLUPART_FRAGMENT, &fragment, 0);
+		if (scheme == NULL ||
+			(strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0))
+			problem = "only http and https URLs are allowed";
+		else if (host == NULL || host[0] == '\0')
+			problem = "it has no host";
+		else if (user != NULL)
+			problem = "it must not contain credentials; put the key in a user mapping";
+		else if (query != NULL || fragment != NULL)
+			problem = "it must not contain a query or fragment";
+	}
+	curl_free(scheme);
+	curl_free(host);
+	curl_free(user);
+	curl_free(query);
+	curl_free(fragment);
+	curl_url_cleanup(u);
+
+	if (problem)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid value for option \"url\": %s", problem),
+				 errhint("Use the API base URL with its version prefix, for example '%s'.",
+						 NIMBLE_DEFAULT_URL)));
+}
+
+static void
+check_secret(const char *name, const char *value)
+{
+	if (value[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"%s\" must not be empty", name)));
+	/* It goes into an HTTP header: no control characters or spaces. */
+	for (const char *p = value; *p; p++)
+	{
+		if ((unsigned char) *p <= ' ' || *p == 0x7f)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("option \"%s\" contains white space or control characters",
+							name),
+					 errhint("Paste the key exactly as the Nimble dashboard shows it.")));
+	}
+}
+
+static void
+check_resource(const char *value)
+{
+	const NimbleApiDef *api = nimble_api_lookup("nimble");
+
+	if (nimble_resource_lookup(api, value) == NULL)
+	{
+		StringInfoData names;
+
+		initStringInfo(&names);
+		for (int i = 0; i < api->nresources; i++)
+			appendStringInfo(&names, "%s%s", i > 0 ? ", " : "",
+							 api->resources[i].name);
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid value for option \"resource\": \"%s\"", value),
+				 errhint("Valid resources are: %s.", names.data)));
+	}
+}
+
+/* A dotted JSON path: non-empty segments; "$key" and "#path" are special. */
+static void
+check_field(const char *value)
+{
+	const char *p = value;
+
+	if (strcmp(value, "$key") == 0)
+		return;
+	if (*p == '#')
+		p++;
+	if (*p == '\0' || *p == '.' || value[strlen(value) - 1] == '.' ||
+		strstr(p, "..") != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid value for option \"field\": \"%s\"", value),
+				 errhint("Give a JSON field name, or a dotted path such as 'input.url'.")));
+}
+
+Datum
+nimble_fdw_validator(PG_FUNCTION_ARGS)
+{
+	List	   *options = untransformRelOptions(PG_GETARG_DATUM(0));
+	Oid			catalog = PG_GETARG_OID(1);
+	ListCell   *lc;
+
+	foreach(lc, options)
+	{
+		DefElem    *def = lfirst_node(DefElem, lc);
+		const NimbleOption *opt = find_option(def->defname, catalog);
+		char	   *value;
+
+		if (opt == NULL)
+			report_unknown_option(def->defname, catalog);
+		value = defGetString(def);
+
+		switch (opt->kind)
+		{
+			case NIMBLE_OPT_URL:
+				check_url(value);
+				break;
+			case NIMBLE_OPT_API:
+				if (nimble_api_lookup(value) == NULL)
+					ereport(ERROR,
+							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+							 errmsg("invalid value for option \"api\": \"%s\"", value),
+							 errhint("Valid values are: nimble.")));
+				break;
+			case NIMBLE_OPT_INT:
+				(void) parse_int_option(opt, value);
+				break;
+			case NIMBLE_OPT_SECRET:
+				check_secret(opt->name, value);
+				break;
+			case NIMBLE_OPT_RESOURCE:
+				check_resource(value);
+				break;
+			case NIMBLE_OPT_FIELD:
+				check_field(value);
+				break;
+		}
+	}
+
+	PG_RETURN_VOID();
+}
+
+void
+nimble_get_server_options(ForeignServer *server, NimbleServerOptions *opts)
+{
+	ListCell   *lc;
+
+	opts->url = NIMBLE_DEFAULT_URL;
+	opts->api = "nimble";
+	opts->timeout_ms = 30000;
+	opts->connect_timeout_ms = 10000;
+	opts->page_size = 0;
+	opts->max_retries = 2;
+	opts->max_concurrency = 8;
+	opts->max_response_bytes = INT64CONST(67108864);
+
+	foreach(lc, server->options)
+	{
+		DefElem    *def = lfirst_node(DefElem, lc);
+		const NimbleOption *opt = find_option(def->defname,
+											  ForeignServerRelationId);
+		char	   *value = defGetString(def);
+
+		if (opt == NULL)
+			continue;
+		if (strcmp(opt->name, "url") == 0)
+			opts->url = pstrdup(value);
+		else if (strcmp(opt->name, "api") == 0)
+			opts->api = pstrdup(value);
+		else if (strcmp(opt->name, "timeout_ms") == 0)
+			opts->timeout_ms = (int) parse_int_option(opt, value);
+		else if (strcmp(opt->name, "connect_timeout_ms") == 0)
+			opts->connect_timeout_ms = (int) parse_int_option(opt, value);
+		else if (strcmp(opt->name, "page_size") == 0)
+			opts->page_size = (int) parse_int_option(opt, value);
+		else if (strcmp(opt->name, "max_retries") == 0)
+			opts->max_retries = (int) parse_int_option(opt, value);
+		else if (strcmp(opt->name, "max_concurrency") == 0)
+			opts->max_concurrency = (int) parse_int_option(opt, value);
+		else if (strcmp(opt->name, "max_response_bytes") == 0)
+			opts->max_response_bytes = parse_int_option(opt, value);
+	}
+
+	/* Paths are appended to the url: drop trailing slashes once, here. */
+	{
+		int			len = strlen(opts->url);
+
+		while (len > 0 && opts->url[len - 1] == '/')
+			len--;
+		opts->url = pnstrdup(opts->url, len);
+	}
+}
+
+/*
+ * The table's resource: the "resource" option, or else the table's name
+ * when that names a resource (so imported tables need no option at all).
+ */
+void
+nimble_get_table_options(Oid relid, NimbleTableOptions *opts)
+{
+	ForeignTable *table = GetForeignTable(relid);
+	ForeignServer *server = GetForeignServer(table->serverid);
+	NimbleServerOptions sopts;
+	const char *resource = NULL;
+	ListCell   *lc;
+
+	nimble_get_server_options(server, &sopts);
+	opts->relid = relid;
+	opts->api = nimble_api_lookup(sopts.api);
+	if (opts->api == NULL)
+		elog(ERROR, "unknown api \"%s\"", sopts.api);
+
+	foreach(lc, table->options)
+	{
+		DefElem    *def = lfirst_node(DefElem, lc);
+
+		if (strcmp(def->defname, "resource") == 0)
+			resource = defGetString(def);
+	}
+	if (resource == NULL)
+		resource = get_rel_name(relid);
+
+	opts->resource = nimble_resource_lookup(opts->api, resource);
+	if (opts->resource == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_TABLE_NOT_FOUND),
+				 errmsg("foreign table \"%s\" does not name a Nimble resource",
+						get_rel_name(relid)),
+				 errhint("Add OPTIONS (resource 'batches'), 'batch_tasks' or 'batch_progress'.")));
+}
+
+/* The "field" option of a column, or NULL. */
+char *
+nimble_get_column_field(Oid relid, AttrNumber attnum)
+{
+	List	   *options = GetForeignColumnOptions(relid, attnum);
+	ListCell   *lc;
+
+	foreach(lc, options)
+	{
+		DefElem    *def = lfirst_node(DefElem, lc);
+
+		if (strcmp(def->defname, "field") == 0)
+			return defGetString(def);
+	}
+	return NULL;
+}
+
+/*
+ * The api key of the user mapping for userid (or PUBLIC).  It stays in
+ * backend memory: it is never put into a plan, a message or a log line.
+ */
+char *
+nimble_get_api_key(ForeignServer *server, Oid userid)
+{
+	HeapTuple	tp;
+	UserMapping *um;
+	ListCell   *lc;
+
+	tp = SearchSysCache2(USERMAPPINGUSERSERVER, ObjectIdGetDatum(userid),
+						 ObjectIdGetDatum(server->serverid));
+	if (!HeapTupleIsValid(tp))
+		tp = SearchSysCache2(USERMAPPINGUSERSERVER, ObjectIdGetDatum(InvalidOid),
+							 ObjectIdGetDatum(server->serverid));
+	if (!HeapTupleIsValid(tp))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("user mapping not found for user \"%s\" and server \"%s\"",
+						GetUserNameFromId(userid, true), server->servername),
+				 errhint("Create one with CREATE USER MAPPING FOR CURRENT_USER SERVER %s OPTIONS (api_key '...').",
+						 quote_identifier(server->servername))));
+	ReleaseSysCache(tp);
+
+	um = GetUserMapping(userid, server->serverid);
+	foreach(lc, um->options)
+	{
+		DefElem    *def = lfirst_node(DefElem, lc);
+
+		if (strcmp(def->defname, "api_key") == 0)
+			return defGetString(def);
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
+			 errmsg("user mapping for user \"%s\" and server \"%s\" has no api_key",
+					GetUserNameFromId(userid, true), server->servername),
+			 errhint("Add it with ALTER USER MAPPING FOR CURRENT_USER SERVER %s OPTIONS (ADD api_key '...').",
+					 quote_identifier(server->servername))));
+	return NULL;				/* keep compiler quiet */
+}

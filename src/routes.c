@@ -1,0 +1,223 @@
+/*-------------------------------------------------------------------------
+ *
+ * routes.c
+ *		  The Nimble batch API described as data.
+ *
+ * This is the only file that knows Nimble's endpoints and field names.  The
+ * scan, HTTP and decoding code are driven by these tables, so another batch
+ * API of the same shape (batch, its items, its progress) is another set of
+ * tables here, not another copy of the scan.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "nimble_fdw.h"
+
+/* Endpoint indexes of the Nimble table. */
+enum
+{
+	NIMBLE_EP_LIST,
+	NIMBLE_EP_DETAILS,
+	NIMBLE_EP_PROGRESS
+};
+
+static const NimbleEndpoint nimble_endpoints[] = {
+	[NIMBLE_EP_LIST] = {
+		.name = "list",
+		.path = "/batches",
+		.rows = "data",
+		.rows_required = true,
+		.paging = NIMBLE_PAGING_CURSOR,
+		.cursor_param = "cursor",
+		.limit_param = "limit",
+		.next_cursor = "pagination.next_cursor",
+		.has_next = "pagination.has_next",
+		.total = "pagination.total",
+		.item_key = "id",
+	},
+	[NIMBLE_EP_DETAILS] = {
+		.name = "details",
+		.path = "/batches/{key}",
+		.rows = "tasks",
+		.rows_required = true,
+	},
+	[NIMBLE_EP_PROGRESS] = {
+		.name = "progress",
+		.path = "/batches/{key}/progress",
+		.rows = "",
+	},
+};
+
+/*
+ * batches: rows are the list's items.  The progress columns are not in the
+ * list, so they come from /progress, per row, and only when the query uses
+ * them.  A query that uses only columns /progress has can go there straight
+ * by key.
+ */
+static const NimbleColumnDef nimble_batches_columns[] = {
+	{"batch_id", "text", "id", "id", NULL},
+	{"account_name", "text", "account_name", NULL, NULL},
+	{"username", "text", "username", NULL, NULL},
+	{"completed", "boolean", "completed", "completed", NULL},
+	{"created_at", "timestamptz", "created_at", NULL, NULL},
+	{"task_ids", "text[]", "tasks", NULL, NULL},
+	{"task_count", "integer", "#tasks", NULL, NULL},
+	{"completed_count", "integer", NULL, "completed_count", "completed_count"},
+	{"progress", "numeric", NULL, "progress", "progress"},
+	{"completed_at", "timestamptz", NULL, "completed_at", "completed_at"},
+};
+
+/* batch_tasks: one row per non-null entry of a batch's "tasks". */
+static const NimbleColumnDef nimble_batch_tasks_columns[] = {
+	{"batch_id", "text", NULL, "$key", NULL},
+	{"task_id", "text", NULL, "id", NULL},
+	{"state", "text", NULL, "state", NULL},
+	{"status_code", "integer", NULL, "status_code", NULL},
+	{"api_type", "text", NULL, "api_type", NULL},
+	{"error", "text", NULL, "error", NULL},
+	{"error_type", "text", NULL, "error_type", NULL},
+	{"created_at", "timestamptz", NULL, "created_at", NULL},
+	{"modified_at", "timestamptz", NULL, "modified_at", NULL},
+	{"account_name", "text", NULL, "account_name", NULL},
+	{"input", "jsonb", NULL, "input", NULL},
+	{"query", "jsonb", NULL, "_query", NULL},
+	{"output_url", "text", NULL, "output_url", NULL},
+	{"status_url", "text", NULL, "status_url", NULL},
+	{"download_url", "text", NULL, "download_url", NULL},
+};
+
+static const NimbleColumnDef nimble_batch_progress_columns[] = {
+	{"batch_id", "text", NULL, "id", NULL},
+	{"completed", "boolean", NULL, "completed", NULL},
+	{"completed_count", "integer", NULL, "completed_count", NULL},
+	{"progress", "numeric", NULL, "progress", NULL},
+	{"completed_at", "timestamptz", NULL, "completed_at", NULL},
+};
+
+static const NimbleResourceDef nimble_resources[] = {
+	{
+		.name = "batches",
+		.key_column = "batch_id",
+		.columns = nimble_batches_columns,
+		.ncolumns = lengthof(nimble_batches_columns),
+		.keyed_endpoint = NIMBLE_EP_PROGRESS,
+		.list_rows = true,
+		.extra_endpoint = NIMBLE_EP_PROGRESS,
+	},
+	{
+		.name = "batch_tasks",
+		.key_column = "batch_id",
+		.columns = nimble_batch_tasks_columns,
+		.ncolumns = lengthof(nimble_batch_tasks_columns),
+		.keyed_endpoint = NIMBLE_EP_DETAILS,
+		.list_rows = false,
+		.extra_endpoint = -1,
+	},
+	{
+		.name = "batch_progress",
+		.key_column = "batch_id",
+		.columns = nimble_batch_progress_columns,
+		.ncolumns = lengthof(nimble_batch_progress_columns),
+		.keyed_endpoint = NIMBLE_EP_PROGRESS,
+		.list_rows = false,
+		.extra_endpoint = -1,
+	},
+};
+
+/* Nimble's error bodies carry "msg" (400/402/429), "error" (404), "message" (500). */
+static const char *const nimble_error_paths[] = {"msg", "error", "message", NULL};
+
+static const NimbleApiDef nimble_api = {
+	.name = "nimble",
+	.default_url = NIMBLE_DEFAULT_URL,
+	.auth_header = "Authorization: Bearer %s",
+	.endpoints = nimble_endpoints,
+	.nendpoints = lengthof(nimble_endpoints),
+	.list_endpoint = NIMBLE_EP_LIST,
+	.resources = nimble_resources,
+	.nresources = lengthof(nimble_resources),
+	.error_message_paths = nimble_error_paths,
+};
+
+static const NimbleApiDef *const all_apis[] = {&nimble_api};
+
+const NimbleApiDef *
+nimble_api_lookup(const char *name)
+{
+	for (int i = 0; i < lengthof(all_apis); i++)
+	{
+		if (strcmp(all_apis[i]->name, name) == 0)
+			return all_apis[i];
+	}
+	return NULL;
+}
+
+const NimbleResourceDef *
+nimble_resource_lookup(const NimbleApiDef *api, const char *name)
+{
+	for (int i = 0; i < api->nresources; i++)
+	{
+		if (strcmp(api->resources[i].name, name) == 0)
+			return &api->resources[i];
+	}
+	return NULL;
+}
+
+const NimbleColumnDef *
+nimble_column_lookup(const NimbleResourceDef *res, const char *name)
+{
+	for (int i = 0; i < res->ncolumns; i++)
+	{
+		if (strcmp(res->columns[i].name, name) == 0)
+			return &res->columns[i];
+	}
+	return NULL;
+}
+
+/*
+ * Where a column's value comes from on a route: the JSON path, and which
+ * response holds it.  A column with a "field" option, or one whose name is
+ * not a known column, is read from the resource's own rows: the list items
+ * of a listed resource, the keyed rows otherwise.  The planner and the scan
+ * both ask here, so they cannot disagree.
+ */
+const char *
+nimble_column_path(const NimbleResourceDef *res, const char *colname,
+				   const char *field, NimbleRoute route, NimbleSource *source)
+{
+	const NimbleColumnDef *col = field ? NULL : nimble_column_lookup(res, colname);
+	const char *path = field ? field : colname;
+
+	if (col == NULL)
+	{
+		if (res->list_rows)
+		{
+			*source = route == NIMBLE_ROUTE_LIST_ROWS ? NIMBLE_SRC_LIST : NIMBLE_SRC_NONE;
+			return *source == NIMBLE_SRC_NONE ? NULL : path;
+		}
+		*source = route == NIMBLE_ROUTE_LIST_ROWS ? NIMBLE_SRC_NONE : NIMBLE_SRC_KEYED;
+		return *source == NIMBLE_SRC_NONE ? NULL : path;
+	}
+
+	if (route == NIMBLE_ROUTE_LIST_ROWS)
+	{
+		if (col->list_path)
+		{
+			*source = NIMBLE_SRC_LIST;
+			return col->list_path;
+		}
+		if (col->extra_path && res->extra_endpoint >= 0)
+		{
+			*source = NIMBLE_SRC_EXTRA;
+			return col->extra_path;
+		}
+	}
+	else if (col->keyed_path && res->keyed_endpoint >= 0)
+	{
+		*source = NIMBLE_SRC_KEYED;
+		return col->keyed_path;
+	}
+	*source = NIMBLE_SRC_NONE;
+	return NULL;
+}

@@ -1,0 +1,820 @@
+/*-------------------------------------------------------------------------
+ *
+ * scan.c
+ *		  Execution of a nimble_fdw scan: keys -> requests -> pages -> rows.
+ *
+ * A scan is a stream of units.  A unit is one batch: a key the query gave,
+ * or an item of the list endpoint.  A unit may need one request (its keyed
+ * response, or the enrichment of a list item); those requests are started
+ * ahead of the consumer in a window of max_concurrency units, kept in order,
+ * so rows come out in the same order whatever the concurrency.
+ *
+ * Everything is lazy: the next list page is fetched only when the window
+ * needs more units (or, for a list whose items are the rows, only when the
+ * executor asks for the next row), so LIMIT stops the requests too.
+ *
+ * Memory: the scan context holds the plan-derived state; each list page
+ * lives in its own context until its last unit is consumed; the response of
+ * the unit being read lives in unit_cxt, reset per unit; converted values
+ * live in row_cxt, reset per row.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/tupdesc.h"
+#include "mb/pg_wchar.h"
+#include "lib/stringinfo.h"
+#include "nodes/pg_list.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+
+#include "nimble_fdw.h"
+
+/* How one column of the tuple is filled. */
+typedef struct ColumnBinding
+{
+	AttrNumber	attnum;
+	const char *name;
+	NimbleSource source;
+	bool		from_key;		/* the unit's key ("$key") */
+	int			slot;			/* in the source's row */
+	NimbleColumnConv *conv;
+} ColumnBinding;
+
+/* A page of the list endpoint, alive while units still point into it. */
+typedef struct ListPage
+{
+	MemoryContext cxt;
+	NimbleDoc	doc;
+	int			next_item;		/* items before it became units */
+	int			refs;			/* units not yet consumed */
+} ListPage;
+
+typedef struct Unit
+{
+	char	   *key;
+	ListPage   *page;			/* list page of the item, or NULL */
+	int			item;			/* row of the item in page->doc */
+	NimbleHttpRequest *req;		/* the unit's request, or NULL */
+} Unit;
+
+struct NimbleScan
+{
+	MemoryContext cxt;
+	MemoryContext unit_cxt;
+	MemoryContext row_cxt;
+	const NimbleTableOptions *table;
+	const NimbleServerOptions *server;
+	const NimbleResourceDef *res;
+	const NimbleApiDef *api;
+	NimbleRoute route;
+	bool		needs_extra;
+	NimbleScanStats stats;
+	NimbleHttpSession *http;
+
+	/* what to read */
+	ColumnBinding *bindings;
+	int			nbindings;
+	const NimbleEndpoint *list_ep;
+	const NimbleEndpoint *unit_ep;	/* request per unit, or NULL */
+	NimbleDocSpec *list_spec;
+	NimbleDocSpec *unit_spec;
+	int			list_key_slot;
+	int			list_cursor_slot;
+	int			list_has_next_slot;
+	int			list_total_slot;
+
+	/* keys from the query, sorted and unique (NULL: no key condition) */
+	bool		has_keys;
+	char	  **keys;
+	int			nkeys;
+	int			next_key;
+	bool	   *key_seen;		/* LIST_ROWS: which keys the walk has met */
+	int			keys_left;
+
+	/* the list walk */
+	NimbleHttpRequest *list_req;
+	bool		list_req_running;
+	bool		list_done;
+	char	   *cursor;			/* cursor for the next page; NULL = first */
+	HTAB	   *seen_cursors;
+	List	   *pages;			/* ListPage *, oldest first */
+
+	/* the window of units, in order */
+	Unit	   *ring;
+	NimbleHttpRequest **ring_reqs;
+	int			ring_cap;
+	int			ring_head;
+	int			ring_count;
+
+	/* the unit being read */
+	Unit		cur;
+	bool		have_cur;
+	NimbleDoc	cur_doc;
+	int			cur_row;
+	int			cur_nrows;
+
+	/* for conversion error messages */
+	const ColumnBinding *err_binding;
+	const NimbleJsonValue *err_value;
+};
+
+static void release_page_ref(NimbleScan *scan, ListPage *page);
+
+/* ----------------------------------------------------------------
+ *		Set-up
+ * ----------------------------------------------------------------
+ */
+
+static NimbleDocSpec *
+spec_for_endpoint(const NimbleEndpoint *ep)
+{
+	return nimble_doc_spec_create(ep->rows, ep->rows_required);
+}
+
+static void
+bind_columns(NimbleScan *scan, TupleDesc tupdesc, List *retrieved_attrs)
+{
+	ListCell   *lc;
+	int			n = 0;
+
+	scan->bindings = palloc0(sizeof(ColumnBinding) * Max(list_length(retrieved_attrs), 1));
+	foreach(lc, retrieved_attrs)
+	{
+		AttrNumber	attnum = lfirst_int(lc);
+		Form_pg_attribute attr = TupleDescAttr(tupdesc, attnum - 1);
+		ColumnBinding *b = &scan->bindings[n];
+		char	   *field = nimble_get_column_field(scan->table->relid, attnum);
+		const char *path;
+		bool		count = false;
+
+		if (attr->attisdropped)
+			continue;
+		b->attnum = attnum;
+		b->name = pstrdup(NameStr(attr->attname));
+		path = nimble_column_path(scan->res, b->name, field, scan->route,
+								  &b->source);
+		if (path == NULL)
+		{
+			/* the planner chose this route knowing the column is NULL here */
+			b->source = NIMBLE_SRC_NONE;
+			n++;
+			continue;
+		}
+		if (strcmp(path, "$key") == 0)
+			b->from_key = true;
+		else
+		{
+			NimbleDocSpec *spec;
+
+			if (path[0] == '#')
+			{
+				count = true;
+				path++;
+			}
+			spec = (b->source == NIMBLE_SRC_LIST) ? scan->list_spec : scan->unit_spec;
+			b->slot = nimble_doc_spec_add_row_path(spec, path);
+		}
+		b->conv = nimble_conv_create(attr->atttypid, attr->atttypmod, count);
+		n++;
+	}
+	scan->nbindings = n;
+}
+
+NimbleScan *
+nimble_scan_create(MemoryContext parent, const NimbleTableOptions *table,
+				   const NimbleServerOptions *server, const char *api_key,
+				   TupleDesc tupdesc, NimbleRoute route,
+				   List *retrieved_attrs, bool needs_extra)
+{
+	MemoryContext cxt = AllocSetContextCreate(parent, "nimble_fdw scan",
+											  ALLOCSET_DEFAULT_SIZES);
+	MemoryContext oldcxt = MemoryContextSwitchTo(cxt);
+	NimbleScan *scan = palloc0(sizeof(NimbleScan));
+	const NimbleApiDef *api = table->api;
+	const NimbleResourceDef *res = table->resource;
+
+	scan->cxt = cxt;
+	scan->unit_cxt = AllocSetContextCreate(cxt, "nimble_fdw response",
+										   ALLOCSET_DEFAULT_SIZES);
+	scan->row_cxt = AllocSetContextCreate(cxt, "nimble_fdw row",
+										  ALLOCSET_DEFAULT_SIZES);
+	scan->table = table;
+	scan->server = server;
+	scan->res = res;
+	scan->api = api;
+	scan->route = route;
+	scan->needs_extra = needs_extra && route == NIMBLE_ROUTE_LIST_ROWS;
+
+	if (route != NIMBLE_ROUTE_KEYED)
+	{
+		if (api->list_endpoint < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_DYNAMIC_PARAMETER_VALUE_NEEDED),
+					 errmsg("the %s API cannot list batches: a query on \"%s\" needs a condition on %s",
+							api->name, res->name, res->key_column),
+					 errhint("Add WHERE %s = '...' or %s IN (...), or join on %s.",
+							 res->key_column, res->key_column, res->key_column)));
+		scan->list_ep = &api->endpoints[api->list_endpoint];
+		scan->list_spec = spec_for_endpoint(scan->list_ep);
+		scan->list_key_slot = nimble_doc_spec_add_row_path(scan->list_spec,
+														   scan->list_ep->item_key);
+		scan->list_cursor_slot = nimble_doc_spec_add_page_path(scan->list_spec,
+															   scan->list_ep->next_cursor);
+		scan->list_has_next_slot = nimble_doc_spec_add_page_path(scan->list_spec,
+																 scan->list_ep->has_next);
+		scan->list_total_slot = nimble_doc_spec_add_page_path(scan->list_spec,
+															  scan->list_ep->total);
+		scan->list_req = NULL;
+	}
+	if (route == NIMBLE_ROUTE_LIST_ROWS)
+		scan->unit_ep = scan->needs_extra ? &api->endpoints[res->extra_endpoint] : NULL;
+	else
+		scan->unit_ep = &api->endpoints[res->keyed_endpoint];
+	if (scan->unit_ep)
+		scan->unit_spec = spec_for_endpoint(scan->unit_ep);
+
+	bind_columns(scan, tupdesc, retrieved_attrs);
+
+	scan->http = nimble_http_session_create(cxt, server, api, api_key,
+											&scan->stats);
+	if (scan->list_ep)
+		scan->list_req = nimble_http_request_create(scan->http);
+
+	/*
+	 * Units without a request are read one at a time; units with one keep
+	 * up to max_concurrency requests in flight.
+	 */
+	scan->ring_cap = scan->unit_ep ? server->max_concurrency : 1;
+	scan->ring = palloc0(sizeof(Unit) * scan->ring_cap);
+	scan->ring_reqs = palloc0(sizeof(NimbleHttpRequest *) * scan->ring_cap);
+	if (scan->unit_ep)
+	{
+		for (int i = 0; i < scan->ring_cap; i++)
+			scan->ring_reqs[i] = nimble_http_request_create(scan->http);
+	}
+	MemoryContextSwitchTo(oldcxt);
+	return scan;
+}
+
+NimbleScanStats *
+nimble_scan_stats(NimbleScan *scan)
+{
+	return &scan->stats;
+}
+
+static int
+key_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+/* Forget which keys the list walk has met, for a new walk. */
+static void
+reset_key_filter(NimbleScan *scan)
+{
+	if (!scan->has_keys || scan->route != NIMBLE_ROUTE_LIST_ROWS)
+		return;
+	memset(scan->key_seen, 0, sizeof(bool) * Max(scan->nkeys, 1));
+	scan->keys_left = scan->nkeys;
+	/* the walk stops as soon as every key was met; with none, at once */
+	if (scan->keys_left == 0)
+		scan->list_done = true;
+}
+
+/*
+ * The keys of the query's condition.  They are sorted and made unique
+ * (IN ('a','a') is one batch), and ids that no batch can have ("", ".",
+ * "..") are dropped without a request.
+ */
+void
+nimble_scan_set_keys(NimbleScan *scan, List *keys)
+{
+	MemoryContext oldcxt = MemoryContextSwitchTo(scan->cxt);
+	ListCell   *lc;
+	int			n = 0;
+
+	scan->has_keys = true;
+	scan->keys = palloc(sizeof(char *) * Max(list_length(keys), 1));
+	foreach(lc, keys)
+	{
+		char	   *key = lfirst(lc);
+
+		if (key[0] == '\0' || strcmp(key, ".") == 0 || strcmp(key, "..") == 0)
+			continue;
+		scan->keys[n++] = pstrdup(key);
+	}
+	if (n > 1)
+	{
+		int			u = 1;
+
+		qsort(scan->keys, n, sizeof(char *), key_cmp);
+		for (int i = 1; i < n; i++)
+		{
+			if (strcmp(scan->keys[i], scan->keys[u - 1]) != 0)
+				scan->keys[u++] = scan->keys[i];
+		}
+		n = u;
+	}
+	scan->nkeys = n;
+	scan->next_key = 0;
+	scan->key_seen = palloc(sizeof(bool) * Max(n, 1));
+	reset_key_filter(scan);
+	MemoryContextSwitchTo(oldcxt);
+}
+
+/* LIST_ROWS with keys: is this item's key one of them, met for the first time? */
+static bool
+key_wanted(NimbleScan *scan, const char *key)
+{
+	char	  **hit = bsearch(&key, scan->keys, scan->nkeys, sizeof(char *), key_cmp);
+	int			i;
+
+	if (hit == NULL)
+		return false;
+	i = hit - scan->keys;
+	if (scan->key_seen[i])
+		return false;
+	scan->key_seen[i] = true;
+	if (--scan->keys_left == 0)
+		scan->list_done = true;
+	return true;
+}
+
+/* ----------------------------------------------------------------
+ *		Requests
+ * ----------------------------------------------------------------
+ */
+
+/* Append s to buf, percent-encoding all but RFC 3986 unreserved bytes. */
+static void
+append_encoded(StringInfo buf, const char *s)
+{
+	static const char hex[] = "0123456789ABCDEF";
+
+	for (const unsigned char *p = (const unsigned char *) s; *p; p++)
+	{
+		if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
+			(*p >= '0' && *p <= '9') || *p == '-' || *p == '.' ||
+			*p == '_' || *p == '~')
+			appendStringInfoChar(buf, *p);
+		else
+		{
+			appendStringInfoChar(buf, '%');
+			appendStringInfoChar(buf, hex[*p >> 4]);
+			appendStringInfoChar(buf, hex[*p & 15]);
+		}
+	}
+}
+
+/* The endpoint's path with {key} filled in. */
+static char *
+endpoint_path(const NimbleEndpoint *ep, const char *key)
+{
+	StringInfoData buf;
+	const char *hole = strstr(ep->path, "{key}");
+
+	initStringInfo(&buf);
+	if (hole == NULL)
+		appendStringInfoString(&buf, ep->path);
+	else
+	{
+		appendBinaryStringInfo(&buf, ep->path, hole - ep->path);
+		append_encoded(&buf, key);
+		appendStringInfoString(&buf, hole + 5);
+	}
+	return buf.data;
+}
+
+static void
+start_list_request(NimbleScan *scan)
+{
+	StringInfoData path;
+	char		sep = '?';
+
+	initStringInfo(&path);
+	appendStringInfoString(&path, endpoint_path(scan->list_ep, NULL));
+	if (scan->server->page_size > 0 && scan->list_ep->limit_param)
+	{
+		appendStringInfo(&path, "%c%s=%d", sep, scan->list_ep->limit_param,
+						 scan->server->page_size);
+		sep = '&';
+	}
+	if (scan->cursor)
+	{
+		appendStringInfo(&path, "%c%s=", sep, scan->list_ep->cursor_param);
+		append_encoded(&path, scan->cursor);
+	}
+	nimble_http_start(scan->list_req, path.data, false);
+	scan->list_req_running = true;
+	pfree(path.data);
+}
+
+/* Report a response that parsed badly; never returns. */
+static void
+report_bad_body(NimbleDocStatus status, const char *path, const char *detail)
+{
+	if (status == NIMBLE_DOC_BAD_JSON)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_STRING_FORMAT),
+				 errmsg("Nimble API returned an invalid JSON body for GET %s", path),
+				 errdetail("%s", detail),
+				 errhint("The API or a proxy in between answered with something else than JSON; try again later.")));
+	ereport(ERROR,
+			(errcode(ERRCODE_PROTOCOL_VIOLATION),
+			 errmsg("Nimble API returned an unexpected response for GET %s", path),
+			 errdetail("%s", detail),
+			 errhint("The API's response format may have changed; please report this to the nimble_fdw maintainers.")));
+}
+
+static void
+protocol_error(const char *path, const char *detail)
+{
+	report_bad_body(NIMBLE_DOC_BAD_SHAPE, path, detail);
+}
+
+/* Wait for the list page in flight, decode it, and queue it. */
+static void
+finish_list_request(NimbleScan *scan)
+{
+	ListPage   *page;
+	MemoryContext cxt;
+	char	   *body;
+	int			len;
+	char	   *detail;
+	NimbleDocStatus status;
+	const char *path = nimble_http_path(scan->list_req);
+	NimbleJsonValue *has_next;
+	NimbleJsonValue *cursor;
+	bool		found;
+
+	cxt = AllocSetContextCreate(scan->cxt, "nimble_fdw list page",
+								ALLOCSET_DEFAULT_SIZES);
+	page = MemoryContextAllocZero(cxt, sizeof(ListPage));
+	page->cxt = cxt;
+	page->doc.cxt = cxt;
+	/* queue it first: rewinding or ending the scan frees it from here on */
+	scan->pages = lappend(scan->pages, page);
+	scan->list_req_running = false;
+
+	(void) nimble_http_finish(scan->list_req, cxt, &body, &len);
+	scan->stats.pages++;
+	status = nimble_doc_parse(scan->list_spec, body, len, &page->doc, &detail);
+	if (status != NIMBLE_DOC_OK)
+		report_bad_body(status, path, detail);
+
+	has_next = &page->doc.page[scan->list_has_next_slot];
+	cursor = &page->doc.page[scan->list_cursor_slot];
+	if (has_next->type == JSON_TOKEN_FALSE)
+	{
+		scan->list_done = true;
+		return;
+	}
+	if (has_next->type != JSON_TOKEN_TRUE)
+		protocol_error(path, psprintf("\"%s\" is missing or not a boolean.",
+									  scan->list_ep->has_next));
+	if (cursor->type != JSON_TOKEN_STRING || cursor->str[0] == '\0')
+		protocol_error(path, psprintf("\"%s\" is true but \"%s\" is not a cursor.",
+									  scan->list_ep->has_next,
+									  scan->list_ep->next_cursor));
+	if (strlen(cursor->str) >= NAMEDATALEN * 16)
+		protocol_error(path, "The next cursor is implausibly long.");
+
+	/* a cursor seen before means the walk would never end */
+	if (scan->seen_cursors == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = NAMEDATALEN * 16;
+		ctl.entrysize = ctl.keysize;
+		ctl.hcxt = scan->cxt;
+		scan->seen_cursors = hash_create("nimble_fdw cursors", 64, &ctl,
+										 HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	}
+	(void) hash_search(scan->seen_cursors, cursor->str, HASH_ENTER, &found);
+	if (found)
+		protocol_error(path, psprintf("The API returned cursor \"%s\" a second time; following it would loop forever.",
+									  cursor->str));
+	scan->cursor = MemoryContextStrdup(scan->cxt, cursor->str);
+}
+
+/* ----------------------------------------------------------------
+ *		Units
+ * ----------------------------------------------------------------
+ */
+
+/* The key of a list item, as text; a list item without one is malformed. */
+static char *
+item_key(NimbleScan *scan, ListPage *page, int item)
+{
+	NimbleJsonValue *v = &page->doc.rows[item * page->doc.row_slots + scan->list_key_slot];
+
+	if (v->type != JSON_TOKEN_STRING && v->type != JSON_TOKEN_NUMBER)
+		protocol_error(scan->list_ep->path,
+					   psprintf("An item of the list has no \"%s\".",
+								scan->list_ep->item_key));
+	return v->str;
+}
+
+/*
+ * The next unit, if one can be had; with may_wait, fetching list pages as
+ * needed, else only from what is already here.
+ */
+static bool
+next_unit(NimbleScan *scan, Unit *unit, bool may_wait)
+{
+	if (scan->route == NIMBLE_ROUTE_KEYED)
+	{
+		if (scan->next_key >= scan->nkeys)
+			return false;
+		unit->key = scan->keys[scan->next_key++];
+		unit->page = NULL;
+		return true;
+	}
+
+	for (;;)
+	{
+		ListPage   *page = scan->pages ? llast(scan->pages) : NULL;
+
+		if (page && page->next_item < page->doc.nrows)
+		{
+			int			item = page->next_item++;
+			char	   *key = item_key(scan, page, item);
+
+			if (scan->has_keys && !key_wanted(scan, key))
+				continue;
+			unit->key = key;
+			unit->page = page;
+			unit->item = item;
+			page->refs++;
+			return true;
+		}
+		if (page && page->refs == 0)
+		{
+			/* nothing of the newest page is left in use */
+			scan->pages = list_delete_last(scan->pages);
+			MemoryContextDelete(page->cxt);
+			continue;
+		}
+		if (scan->list_req_running && scan->list_done)
+		{
+			/* a prefetch that every key was found without */
+			nimble_http_cancel(scan->list_req);
+			scan->list_req_running = false;
+		}
+		if (scan->list_req_running)
+		{
+			if (!may_wait)
+				return false;
+			finish_list_request(scan);
+			continue;
+		}
+		if (scan->list_done)
+			return false;
+		start_list_request(scan);
+		if (!may_wait)
+			return false;
+	}
+}
+
+/* Start the next list page early when the window is about to run dry. */
+static void
+prefetch_list(NimbleScan *scan)
+{
+	ListPage   *page = scan->pages ? llast(scan->pages) : NULL;
+	int			left = page ? page->doc.nrows - page->next_item : 0;
+
+	if (scan->unit_ep && scan->list_ep && !scan->list_done &&
+		!scan->list_req_running && left < scan->ring_cap)
+		start_list_request(scan);
+}
+
+/* Top the window up; with may_wait, make sure it holds at least one unit. */
+static void
+fill_window(NimbleScan *scan, bool may_wait)
+{
+	while (scan->ring_count < scan->ring_cap)
+	{
+		int			pos = (scan->ring_head + scan->ring_count) % scan->ring_cap;
+		Unit	   *unit = &scan->ring[pos];
+
+		if (!next_unit(scan, unit, may_wait && scan->ring_count == 0))
+			break;
+		unit->req = NULL;
+		if (scan->unit_ep)
+		{
+			unit->req = scan->ring_reqs[pos];
+			nimble_http_start(unit->req, endpoint_path(scan->unit_ep, unit->key),
+							  true);
+		}
+		scan->ring_count++;
+	}
+	if (scan->route != NIMBLE_ROUTE_KEYED)
+		prefetch_list(scan);
+}
+
+static void
+release_page_ref(NimbleScan *scan, ListPage *page)
+{
+	if (page == NULL || --page->refs > 0)
+		return;
+	/* a page is freed once every item became a unit and was consumed */
+	if (page->next_item >= page->doc.nrows)
+	{
+		scan->pages = list_delete_ptr(scan->pages, page);
+		MemoryContextDelete(page->cxt);
+	}
+}
+
+/* Done with the current unit: free its response and its list page. */
+static void
+release_current(NimbleScan *scan)
+{
+	if (!scan->have_cur)
+		return;
+	scan->have_cur = false;
+	MemoryContextReset(scan->unit_cxt);
+	release_page_ref(scan, scan->cur.page);
+}
+
+/*
+ * Make the head of the window the current unit.  Returns false when its
+ * batch turned out not to exist (404): it has no rows.
+ */
+static bool
+open_unit(NimbleScan *scan)
+{
+	Unit	   *unit = &scan->ring[scan->ring_head];
+	char	   *body;
+	int			len;
+	char	   *detail;
+	NimbleDocStatus status;
+
+	scan->cur = *unit;
+	scan->have_cur = true;
+	scan->ring_head = (scan->ring_head + 1) % scan->ring_cap;
+	scan->ring_count--;
+	scan->cur_row = 0;
+
+	if (unit->req == NULL)
+	{
+		scan->cur_nrows = 1;
+		return true;
+	}
+
+	if (nimble_http_finish(unit->req, scan->unit_cxt, &body, &len) == NIMBLE_HTTP_NOT_FOUND)
+		return false;
+	scan->cur_doc.cxt = scan->unit_cxt;
+	status = nimble_doc_parse(scan->unit_spec, body, len, &scan->cur_doc, &detail);
+	if (status != NIMBLE_DOC_OK)
+		report_bad_body(status, nimble_http_path(unit->req), detail);
+	scan->cur_nrows = scan->route == NIMBLE_ROUTE_LIST_ROWS ? 1 : scan->cur_doc.nrows;
+	return true;
+}
+
+/* ----------------------------------------------------------------
+ *		Rows
+ * ----------------------------------------------------------------
+ */
+
+static void
+conversion_error_callback(void *arg)
+{
+	NimbleScan *scan = (NimbleScan *) arg;
+	char	   *value;
+
+	if (scan->err_binding == NULL)
+		return;
+	value = scan->err_value ? nimble_json_value_text(scan->err_value) : scan->cur.key;
+	if (value && strlen(value) > 100)
+		value = psprintf("%.*s...", pg_mbcliplen(value, strlen(value), 100), value);
+	errcontext("column \"%s\" of foreign table \"%s\", batch \"%s\", value \"%s\"",
+			   scan->err_binding->name, get_rel_name(scan->table->relid),
+			   scan->cur.key, value ? value : "");
+}
+
+static void
+fill_row(NimbleScan *scan, Datum *values, bool *nulls)
+{
+	NimbleJsonValue *list_row = NULL;
+	NimbleJsonValue *unit_row = NULL;
+	ErrorContextCallback errcb;
+
+	if (scan->cur.page)
+		list_row = &scan->cur.page->doc.rows[scan->cur.item * scan->cur.page->doc.row_slots];
+	if (scan->cur.req && scan->cur_doc.nrows > 0)
+		unit_row = &scan->cur_doc.rows[(scan->route == NIMBLE_ROUTE_LIST_ROWS ? 0 : scan->cur_row) *
+									   scan->cur_doc.row_slots];
+
+	errcb.callback = conversion_error_callback;
+	errcb.arg = scan;
+	errcb.previous = error_context_stack;
+	error_context_stack = &errcb;
+
+	for (int i = 0; i < scan->nbindings; i++)
+	{
+		const ColumnBinding *b = &scan->bindings[i];
+		int			att = b->attnum - 1;
+
+		scan->err_binding = b;
+		scan->err_value = NULL;
+		if (b->source == NIMBLE_SRC_NONE)
+			nulls[att] = true;
+		else if (b->from_key)
+			values[att] = nimble_conv_string(b->conv, scan->cur.key, &nulls[att]);
+		else
+		{
+			NimbleJsonValue *row = (b->source == NIMBLE_SRC_LIST) ? list_row : unit_row;
+
+			if (row == NULL)
+				nulls[att] = true;
+			else
+			{
+				scan->err_value = &row[b->slot];
+				values[att] = nimble_conv_value(b->conv, &row[b->slot], &nulls[att]);
+			}
+		}
+	}
+	error_context_stack = errcb.previous;
+	scan->err_binding = NULL;
+}
+
+/*
+ * The next row into values/nulls (all columns start NULL; bound ones are
+ * filled).  Returns false at the end of the scan.
+ */
+bool
+nimble_scan_next(NimbleScan *scan, Datum *values, bool *nulls)
+{
+	MemoryContext oldcxt;
+
+	MemoryContextReset(scan->row_cxt);
+	for (;;)
+	{
+		if (scan->have_cur && scan->cur_row < scan->cur_nrows)
+		{
+			oldcxt = MemoryContextSwitchTo(scan->row_cxt);
+			fill_row(scan, values, nulls);
+			MemoryContextSwitchTo(oldcxt);
+			scan->cur_row++;
+			return true;
+		}
+		release_current(scan);
+
+		oldcxt = MemoryContextSwitchTo(scan->cxt);
+		fill_window(scan, true);
+		MemoryContextSwitchTo(oldcxt);
+		if (scan->ring_count == 0)
+			return false;
+		if (!open_unit(scan))
+			scan->cur_nrows = 0;
+		/* keep the window full while this unit's rows are read */
+		oldcxt = MemoryContextSwitchTo(scan->cxt);
+		fill_window(scan, false);
+		MemoryContextSwitchTo(oldcxt);
+	}
+}
+
+/* Start over: drop what is in flight and what was read. */
+void
+nimble_scan_rewind(NimbleScan *scan)
+{
+	ListCell   *lc;
+
+	release_current(scan);
+	for (int i = 0; i < scan->ring_count; i++)
+	{
+		Unit	   *unit = &scan->ring[(scan->ring_head + i) % scan->ring_cap];
+
+		if (unit->req)
+			nimble_http_cancel(unit->req);
+	}
+	scan->ring_head = 0;
+	scan->ring_count = 0;
+	if (scan->list_req)
+		nimble_http_cancel(scan->list_req);
+	scan->list_req_running = false;
+	foreach(lc, scan->pages)
+		MemoryContextDelete(((ListPage *) lfirst(lc))->cxt);
+	list_free(scan->pages);
+	scan->pages = NIL;
+	scan->list_done = false;
+	scan->cursor = NULL;
+	if (scan->seen_cursors)
+	{
+		hash_destroy(scan->seen_cursors);
+		scan->seen_cursors = NULL;
+	}
+	scan->next_key = 0;
+	reset_key_filter(scan);
+}
+
+/* Free the scan now rather than with the query: detaches all transfers. */
+void
+nimble_scan_end(NimbleScan *scan)
+{
+	MemoryContextDelete(scan->cxt);
+}

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# The README's two commands in one script, for a fresh Debian 12 machine:
+#
+#   test/run.sh demo   install what is missing, build, start a throwaway
+#                      cluster and the bundled mock API, run the example
+#                      queries (against the real API when NIMBLE_API_KEY is set)
+#   test/run.sh test   the same set-up, then every test suite
+#
+# Packages are installed with apt-get when missing (as root).  The cluster
+# is made by pg_virtualenv, so nothing outside a temporary directory changes
+# but the installed extension files.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode=${1:-test}
+
+packages=(postgresql-15 postgresql-server-dev-15 libcurl4-openssl-dev make gcc python3 curl)
+missing=()
+for p in "${packages[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+	if [ "$(id -u)" != 0 ]; then
+		echo "run.sh: missing packages: ${missing[*]} (run as root, or install them)" >&2
+		exit 1
+	fi
+	echo "run.sh: installing ${missing[*]}"
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
+export PG_CONFIG
+make -s PG_CONFIG="$PG_CONFIG"
+make -s PG_CONFIG="$PG_CONFIG" install >/dev/null
+
+work=$(mktemp -d)
+mock_pid=
+cleanup() {
+	[ -n "$mock_pid" ] && kill "$mock_pid" 2>/dev/null || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+# start_mock NAME ARGS...: a mock API on a free port; sets $mock_url
+start_mock() {
+	local portfile=$work/port
+	rm -f "$portfile"
+	python3 test/mock_nimble.py --port 0 --port-file "$portfile" "$@" >"$work/mock.log" 2>&1 &
+	mock_pid=$!
+	for _ in $(seq 100); do
+		[ -s "$portfile" ] && break
+		sleep 0.1
+	done
+	[ -s "$portfile" ] || { echo "run.sh: the mock API did not start" >&2; cat "$work/mock.log" >&2; exit 1; }
+	mock_url="http://127.0.0.1:$(tr -d '[:space:]' <"$portfile")"
+}
+
+case "$mode" in
+demo)
+	if [ -n "${NIMBLE_API_KEY:-}" ]; then
+		export NIMBLE_URL=${NIMBLE_URL:-https://sdk.nimbleway.com/v1}
+		echo "run.sh: demo against $NIMBLE_URL"
+	else
+		start_mock
+		export NIMBLE_URL=$mock_url/v1 NIMBLE_API_KEY=test-key
+		echo "run.sh: demo against the bundled mock API at $NIMBLE_URL"
+	fi
+	pg_virtualenv -v 15 psql -X -q -v ON_ERROR_STOP=1 -f test/demo.sql
+	;;
+test)
+	start_mock
+	export NIMBLE_MOCK_URL=$mock_url
+	status=0
+	pg_virtualenv -v 15 make -s PG_CONFIG="$PG_CONFIG" installcheck || status=$?
+	if [ $status -ne 0 ] && [ -f regression.diffs ]; then
+		cat regression.diffs
+	fi
+	exit $status
+	;;
+*)
+	echo "usage: test/run.sh demo|test" >&2
+	exit 2
+	;;
+esac
