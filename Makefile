@@ -17,7 +17,6 @@ DATA = nimble_fdw--1.0.sql
 PGFILEDESC = "nimble_fdw - foreign data wrapper for Nimble batch jobs"
 
 REGRESS = setup options batches batch_tasks batch_progress pushdown joins errors
-REGRESS_OPTS = --dbname=nimble_regression
 
 SHLIB_LINK = -lcurl
 # our sources build warning-free; CI keeps them so

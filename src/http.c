@@ -72,6 +72,7 @@ struct NimbleHttpRequest
 	char		retry_after[64];
 	char		retry_after_ms[32];
 	char		content_type[64];
+	char		location[256];
 };
 
 struct NimbleHttpSession
@@ -203,6 +204,7 @@ header_cb(char *line, size_t size, size_t nitems, void *userdata)
 		req->retry_after[0] = '\0';
 		req->retry_after_ms[0] = '\0';
 		req->content_type[0] = '\0';
+		req->location[0] = '\0';
 	}
 	else if (header_is(line, len, "retry-after-ms"))
 		copy_header_value(req->retry_after_ms, sizeof(req->retry_after_ms),
@@ -210,6 +212,9 @@ header_cb(char *line, size_t size, size_t nitems, void *userdata)
 	else if (header_is(line, len, "retry-after"))
 		copy_header_value(req->retry_after, sizeof(req->retry_after),
 						  line + 12, len - 12);
+	else if (header_is(line, len, "location"))
+		copy_header_value(req->location, sizeof(req->location),
+						  line + 9, len - 9);
 	else if (header_is(line, len, "content-type"))
 		copy_header_value(req->content_type, sizeof(req->content_type),
 						  line + 13, len - 13);
@@ -387,6 +392,7 @@ launch(NimbleHttpRequest *req)
 	req->retry_after[0] = '\0';
 	req->retry_after_ms[0] = '\0';
 	req->content_type[0] = '\0';
+	req->location[0] = '\0';
 
 	curl_easy_setopt(easy, CURLOPT_URL, req->url.data);
 	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, req->session->headers);
@@ -796,6 +802,13 @@ report_http_error(NimbleHttpRequest *req)
 			break;
 	}
 
+	if (req->status >= 300 && req->status <= 399)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
+				 errmsg("Nimble API request GET %s failed: HTTP %ld redirect",
+						req->path.data, req->status),
+				 errdetail("The API redirected to \"%s\".", req->location),
+				 errhint("nimble_fdw never follows redirects, which could carry the key to another host: set the server's url to the final address.")));
 	if (api_msg)
 		ereport(ERROR,
 				(errcode(sqlstate),

@@ -252,12 +252,7 @@ begin_container(ParseState *ps, JsonTokenType type)
 		if (type == JSON_TOKEN_ARRAY_START)
 			f->is_rows = true;
 		else
-		{
-			/* the rows path names an object: it is the one row */
-			begin_row(ps);
-			f->is_row = true;
-			f->node = ps->spec->row_root;
-		}
+			shape_error(ps, psprintf("\"%s\" is not an array", ps->spec->rows_path));
 	}
 	else if (ps->pend_row)
 	{

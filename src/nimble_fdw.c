@@ -223,17 +223,31 @@ endpoint_text(const NimbleEndpoint *ep, const char *key_column)
 					key_column, hole + 5);
 }
 
-/* How many keys, when the plan knows: constants only; else -1. */
+static int
+cstring_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+/*
+ * How many distinct keys the scan will ask for, when the plan knows:
+ * constants only (NULLs and repeats do not count); else -1.
+ */
 static int
 count_constant_keys(ForeignScan *fsplan, List *is_array)
 {
 	ListCell   *lc_expr;
 	ListCell   *lc_arr;
-	int			n = 0;
+	List	   *keys = NIL;
+	char	  **sorted;
+	int			n;
+	int			distinct = 0;
 
 	forboth(lc_expr, fsplan->fdw_exprs, lc_arr, is_array)
 	{
 		Const	   *c = lfirst(lc_expr);
+		Oid			outfunc;
+		bool		varlena;
 
 		if (!IsA(c, Const))
 			return -1;
@@ -242,13 +256,42 @@ count_constant_keys(ForeignScan *fsplan, List *is_array)
 		if (lfirst_int(lc_arr))
 		{
 			ArrayType  *array = DatumGetArrayTypeP(c->constvalue);
+			int16		elmlen;
+			bool		elmbyval;
+			char		elmalign;
+			Datum	   *elems;
+			bool	   *nulls;
+			int			nelems;
 
-			n += ArrayGetNItems(ARR_NDIM(array), ARR_DIMS(array));
+			get_typlenbyvalalign(ARR_ELEMTYPE(array), &elmlen, &elmbyval, &elmalign);
+			deconstruct_array(array, ARR_ELEMTYPE(array), elmlen, elmbyval,
+							  elmalign, &elems, &nulls, &nelems);
+			getTypeOutputInfo(ARR_ELEMTYPE(array), &outfunc, &varlena);
+			for (int i = 0; i < nelems; i++)
+			{
+				if (!nulls[i])
+					keys = lappend(keys, OidOutputFunctionCall(outfunc, elems[i]));
+			}
 		}
 		else
-			n++;
+		{
+			getTypeOutputInfo(c->consttype, &outfunc, &varlena);
+			keys = lappend(keys, OidOutputFunctionCall(outfunc, c->constvalue));
+		}
 	}
-	return n;
+	n = list_length(keys);
+	if (n == 0)
+		return 0;
+	sorted = palloc(sizeof(char *) * n);
+	for (int i = 0; i < n; i++)
+		sorted[i] = list_nth(keys, i);
+	qsort(sorted, n, sizeof(char *), cstring_cmp);
+	for (int i = 0; i < n; i++)
+	{
+		if (i == 0 || strcmp(sorted[i], sorted[i - 1]) != 0)
+			distinct++;
+	}
+	return distinct;
 }
 
 static char *

@@ -572,11 +572,10 @@ next_unit(NimbleScan *scan, Unit *unit, bool may_wait)
 			finish_list_request(scan);
 			continue;
 		}
-		if (scan->list_done)
+		/* fetching ahead without being asked is prefetch_list's call */
+		if (scan->list_done || !may_wait)
 			return false;
 		start_list_request(scan);
-		if (!may_wait)
-			return false;
 	}
 }
 

@@ -1,0 +1,45 @@
+--
+-- setup: the extension, a server on the mock API, the three tables.
+-- Every later suite uses what this one creates.
+--
+\getenv mock_url NIMBLE_MOCK_URL
+\set api_url :mock_url '/v1'
+
+CREATE EXTENSION nimble_fdw;
+
+-- page_size 5 makes the mock's 12 batches three list pages
+CREATE SERVER nimble FOREIGN DATA WRAPPER nimble_fdw
+  OPTIONS (url :'api_url', page_size '5', max_retries '0');
+CREATE USER MAPPING FOR CURRENT_USER SERVER nimble OPTIONS (api_key 'test-key');
+CREATE SCHEMA nimble;
+IMPORT FOREIGN SCHEMA nimble FROM SERVER nimble INTO nimble;
+\det+ nimble.*
+\d nimble.batches
+\d nimble.batch_tasks
+\d nimble.batch_progress
+
+-- LIMIT TO and EXCEPT
+CREATE SCHEMA only_progress;
+IMPORT FOREIGN SCHEMA nimble LIMIT TO (batch_progress) FROM SERVER nimble INTO only_progress;
+CREATE SCHEMA no_tasks;
+IMPORT FOREIGN SCHEMA nimble EXCEPT (batch_tasks) FROM SERVER nimble INTO no_tasks;
+SELECT foreign_table_schema, foreign_table_name
+  FROM information_schema.foreign_tables
+ WHERE foreign_table_schema IN ('only_progress', 'no_tasks')
+ ORDER BY 1, 2;
+DROP SCHEMA only_progress, no_tasks CASCADE;
+
+-- there is one remote schema
+IMPORT FOREIGN SCHEMA public FROM SERVER nimble INTO public;
+
+-- a helper for the other suites: an error's SQLSTATE with its message
+-- (the error is caught in a subtransaction, which also proves that an
+-- aborted scan cleans up after itself)
+CREATE FUNCTION sqlstate_of(query text) RETURNS text
+LANGUAGE plpgsql AS $$
+BEGIN
+  EXECUTE query;
+  RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+  RETURN SQLSTATE || ': ' || SQLERRM;
+END $$;
