@@ -61,6 +61,40 @@ _PG_init(void)
  * ----------------------------------------------------------------
  */
 
+/* Append the text of each key in value (a key, or an array of keys). */
+static List *
+append_key_texts(List *keys, Datum value, Oid type, bool is_array)
+{
+	Oid			outfunc;
+	bool		varlena;
+
+	if (is_array)
+	{
+		ArrayType  *array = DatumGetArrayTypeP(value);
+		Oid			elemtype = ARR_ELEMTYPE(array);
+		int16		elmlen;
+		bool		elmbyval;
+		char		elmalign;
+		Datum	   *elems;
+		bool	   *nulls;
+		int			n;
+
+		get_typlenbyvalalign(elemtype, &elmlen, &elmbyval, &elmalign);
+		deconstruct_array(array, elemtype, elmlen, elmbyval, elmalign,
+						  &elems, &nulls, &n);
+		getTypeOutputInfo(elemtype, &outfunc, &varlena);
+		for (int i = 0; i < n; i++)
+		{
+			/* a NULL never equals a batch id */
+			if (!nulls[i])
+				keys = lappend(keys, OidOutputFunctionCall(outfunc, elems[i]));
+		}
+		return keys;
+	}
+	getTypeOutputInfo(type, &outfunc, &varlena);
+	return lappend(keys, OidOutputFunctionCall(outfunc, value));
+}
+
 /* The text of each key that the key expressions give; NULLs give none. */
 static List *
 evaluate_keys(NimbleScanState *fsstate, ExprContext *econtext)
@@ -73,40 +107,12 @@ evaluate_keys(NimbleScanState *fsstate, ExprContext *econtext)
 	forboth(lc_expr, fsstate->key_exprs, lc_arr, fsstate->is_array)
 	{
 		ExprState  *state = lfirst(lc_expr);
-		Oid			type = exprType((Node *) state->expr);
 		bool		isnull;
 		Datum		value = ExecEvalExpr(state, econtext, &isnull);
-		Oid			outfunc;
-		bool		varlena;
 
-		if (isnull)
-			continue;
-		if (lfirst_int(lc_arr))
-		{
-			ArrayType  *array = DatumGetArrayTypeP(value);
-			Oid			elemtype = ARR_ELEMTYPE(array);
-			int16		elmlen;
-			bool		elmbyval;
-			char		elmalign;
-			Datum	   *elems;
-			bool	   *nulls;
-			int			n;
-
-			get_typlenbyvalalign(elemtype, &elmlen, &elmbyval, &elmalign);
-			deconstruct_array(array, elemtype, elmlen, elmbyval, elmalign,
-							  &elems, &nulls, &n);
-			getTypeOutputInfo(elemtype, &outfunc, &varlena);
-			for (int i = 0; i < n; i++)
-			{
-				if (!nulls[i])
-					keys = lappend(keys, OidOutputFunctionCall(outfunc, elems[i]));
-			}
-		}
-		else
-		{
-			getTypeOutputInfo(type, &outfunc, &varlena);
-			keys = lappend(keys, OidOutputFunctionCall(outfunc, value));
-		}
+		if (!isnull)
+			keys = append_key_texts(keys, value, exprType((Node *) state->expr),
+									lfirst_int(lc_arr));
 	}
 	MemoryContextSwitchTo(oldcxt);
 	return keys;
@@ -223,12 +229,6 @@ endpoint_text(const NimbleEndpoint *ep, const char *key_column)
 					key_column, hole + 5);
 }
 
-static int
-cstring_cmp(const void *a, const void *b)
-{
-	return strcmp(*(char *const *) a, *(char *const *) b);
-}
-
 /*
  * How many distinct keys the scan will ask for, when the plan knows:
  * constants only (NULLs and repeats do not count); else -1.
@@ -239,59 +239,24 @@ count_constant_keys(ForeignScan *fsplan, List *is_array)
 	ListCell   *lc_expr;
 	ListCell   *lc_arr;
 	List	   *keys = NIL;
-	char	  **sorted;
-	int			n;
-	int			distinct = 0;
+	char	  **texts;
+	int			i = 0;
+	ListCell   *lc;
 
 	forboth(lc_expr, fsplan->fdw_exprs, lc_arr, is_array)
 	{
 		Const	   *c = lfirst(lc_expr);
-		Oid			outfunc;
-		bool		varlena;
 
 		if (!IsA(c, Const))
 			return -1;
-		if (c->constisnull)
-			continue;
-		if (lfirst_int(lc_arr))
-		{
-			ArrayType  *array = DatumGetArrayTypeP(c->constvalue);
-			int16		elmlen;
-			bool		elmbyval;
-			char		elmalign;
-			Datum	   *elems;
-			bool	   *nulls;
-			int			nelems;
-
-			get_typlenbyvalalign(ARR_ELEMTYPE(array), &elmlen, &elmbyval, &elmalign);
-			deconstruct_array(array, ARR_ELEMTYPE(array), elmlen, elmbyval,
-							  elmalign, &elems, &nulls, &nelems);
-			getTypeOutputInfo(ARR_ELEMTYPE(array), &outfunc, &varlena);
-			for (int i = 0; i < nelems; i++)
-			{
-				if (!nulls[i])
-					keys = lappend(keys, OidOutputFunctionCall(outfunc, elems[i]));
-			}
-		}
-		else
-		{
-			getTypeOutputInfo(c->consttype, &outfunc, &varlena);
-			keys = lappend(keys, OidOutputFunctionCall(outfunc, c->constvalue));
-		}
+		if (!c->constisnull)
+			keys = append_key_texts(keys, c->constvalue, c->consttype,
+									lfirst_int(lc_arr));
 	}
-	n = list_length(keys);
-	if (n == 0)
-		return 0;
-	sorted = palloc(sizeof(char *) * n);
-	for (int i = 0; i < n; i++)
-		sorted[i] = list_nth(keys, i);
-	qsort(sorted, n, sizeof(char *), cstring_cmp);
-	for (int i = 0; i < n; i++)
-	{
-		if (i == 0 || strcmp(sorted[i], sorted[i - 1]) != 0)
-			distinct++;
-	}
-	return distinct;
+	texts = palloc(sizeof(char *) * Max(list_length(keys), 1));
+	foreach(lc, keys)
+		texts[i++] = lfirst(lc);
+	return nimble_sort_unique_keys(texts, i);
 }
 
 static char *

@@ -323,6 +323,7 @@ extern NimbleScan *nimble_scan_create(MemoryContext parent,
 									  List *retrieved_attrs,
 									  bool needs_extra);
 extern void nimble_scan_set_keys(NimbleScan *scan, List *keys);
+extern int	nimble_sort_unique_keys(char **keys, int n);
 extern bool nimble_scan_next(NimbleScan *scan, Datum *values, bool *nulls);
 extern void nimble_scan_rewind(NimbleScan *scan);
 extern NimbleScanStats *nimble_scan_stats(NimbleScan *scan);

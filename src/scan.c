@@ -272,6 +272,23 @@ key_cmp(const void *a, const void *b)
 	return strcmp(*(char *const *) a, *(char *const *) b);
 }
 
+/* Sort keys[0..n-1] and drop repeats; returns how many are left. */
+int
+nimble_sort_unique_keys(char **keys, int n)
+{
+	int			u = 1;
+
+	if (n < 2)
+		return n;
+	qsort(keys, n, sizeof(char *), key_cmp);
+	for (int i = 1; i < n; i++)
+	{
+		if (strcmp(keys[i], keys[u - 1]) != 0)
+			keys[u++] = keys[i];
+	}
+	return u;
+}
+
 /* Forget which keys the list walk has met, for a new walk. */
 static void
 reset_key_filter(NimbleScan *scan)
@@ -307,18 +324,7 @@ nimble_scan_set_keys(NimbleScan *scan, List *keys)
 			continue;
 		scan->keys[n++] = pstrdup(key);
 	}
-	if (n > 1)
-	{
-		int			u = 1;
-
-		qsort(scan->keys, n, sizeof(char *), key_cmp);
-		for (int i = 1; i < n; i++)
-		{
-			if (strcmp(scan->keys[i], scan->keys[u - 1]) != 0)
-				scan->keys[u++] = scan->keys[i];
-		}
-		n = u;
-	}
+	n = nimble_sort_unique_keys(scan->keys, n);
 	scan->nkeys = n;
 	scan->next_key = 0;
 	scan->key_seen = palloc(sizeof(bool) * Max(n, 1));

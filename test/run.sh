@@ -9,7 +9,8 @@
 # Packages are installed with apt-get when missing (as root).  The cluster
 # is made by pg_virtualenv, so nothing outside a temporary directory changes
 # but the installed extension files.
-set -euo pipefail
+set -eo pipefail
+set -u
 cd "$(dirname "$0")/.."
 mode=${1:-test}
 
@@ -68,13 +69,20 @@ demo)
 	pg_virtualenv -v 15 psql -X -q -v ON_ERROR_STOP=1 -f test/demo.sql
 	;;
 test)
+	status=0
+	# the mock's own checks first: the suites trust what it serves
+	python3 test/mock_selfcheck.py --no-bench >"$work/selfcheck.log" 2>&1 || status=$?
+	tail -n 1 "$work/selfcheck.log" | sed 's/^/mock_selfcheck: /'
+	[ $status -eq 0 ] || { cat "$work/selfcheck.log"; exit $status; }
+
 	start_mock
 	export NIMBLE_MOCK_URL=$mock_url
-	status=0
-	pg_virtualenv -v 15 make -s PG_CONFIG="$PG_CONFIG" installcheck || status=$?
-	if [ $status -ne 0 ] && [ -f regression.diffs ]; then
-		cat regression.diffs
-	fi
+	pg_virtualenv -v 15 make -s PG_CONFIG="$PG_CONFIG" installcheck 2>&1 | tee "$work/regress.log" || status=$?
+	[ -f regression.diffs ] && [ -s regression.diffs ] && cat regression.diffs
+	passed=$(grep -cE '^(not )?ok |\.\.\. ok' "$work/regress.log" || true)
+	failed=$(grep -cE '\.\.\. FAILED' "$work/regress.log" || true)
+	[ "$passed" -gt 0 ] || status=1
+	echo "pg_regress: $passed passed, $failed failed"
 	exit $status
 	;;
 *)
