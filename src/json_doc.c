@@ -15,12 +15,16 @@
  *
  *-------------------------------------------------------------------------
  */
+#ifdef FRONTEND
+#include "postgres_fe.h"
+#else
 #include "postgres.h"
+#include "utils/memutils.h"
+#endif
 
 #include "mb/pg_wchar.h"
-#include "nodes/pg_list.h"
 
-#include "nimble_fdw.h"
+#include "json_doc.h"
 
 /* Deeper bodies are refused before parsing; no API response nests so deep. */
 #define NIMBLE_MAX_JSON_DEPTH 512
@@ -32,7 +36,8 @@ typedef struct PathNode
 	int			slot;			/* capture slot, or -1 */
 	bool		in_row;			/* slot is a row slot (else a page slot) */
 	bool		is_rows;		/* the rows are here */
-	List	   *children;		/* PathNode * */
+	struct PathNode **children;
+	int			nchildren;
 } PathNode;
 
 struct NimbleDocSpec
@@ -91,16 +96,23 @@ make_node(const char *name)
 static PathNode *
 find_child(PathNode *node, const char *name)
 {
-	ListCell   *lc;
-
-	foreach(lc, node->children)
+	for (int i = 0; i < node->nchildren; i++)
 	{
-		PathNode   *child = lfirst(lc);
-
-		if (strcmp(child->name, name) == 0)
-			return child;
+		if (strcmp(node->children[i]->name, name) == 0)
+			return node->children[i];
 	}
 	return NULL;
+}
+
+static void
+add_child(PathNode *node, PathNode *child)
+{
+	if (node->children == NULL)
+		node->children = palloc(sizeof(PathNode *) * 4);
+	else if (node->nchildren >= 4 && (node->nchildren & (node->nchildren - 1)) == 0)
+		node->children = repalloc(node->children,
+								  sizeof(PathNode *) * node->nchildren * 2);
+	node->children[node->nchildren++] = child;
 }
 
 /* Walk (creating as needed) the nodes of a dotted path below root. */
@@ -119,7 +131,7 @@ insert_path(PathNode *root, const char *path)
 		if (child == NULL)
 		{
 			child = make_node(seg);
-			node->children = lappend(node->children, child);
+			add_child(node, child);
 		}
 		node = child;
 	}
@@ -421,6 +433,24 @@ json_nesting_depth(const char *s, int len, int limit)
 	return depth;
 }
 
+/* The backend parses into doc->cxt; a FRONTEND build has one heap. */
+#ifndef FRONTEND
+#define restore_context(cxt) MemoryContextSwitchTo(cxt)
+#else
+#define restore_context(cxt) ((void) 0)
+#endif
+
+/* How many bytes of s (UTF-8) fit in max without cutting a character. */
+static int
+utf8_clip(const char *s, int max)
+{
+	int			len = max;
+
+	while (len > 0 && (((unsigned char) s[len]) & 0xC0) == 0x80)
+		len--;
+	return len;
+}
+
 /*
  * Parse body (len bytes, NUL-terminated, UTF-8) into doc, whose cxt the
  * caller made; everything is allocated there.  On failure, *detail says why.
@@ -429,7 +459,9 @@ NimbleDocStatus
 nimble_doc_parse(const NimbleDocSpec *spec, char *body, int len,
 				 NimbleDoc *doc, char **detail)
 {
+#ifndef FRONTEND
 	MemoryContext oldcxt = MemoryContextSwitchTo(doc->cxt);
+#endif
 	ParseState	ps;
 	JsonSemAction sem;
 	JsonParseErrorType err;
@@ -441,10 +473,10 @@ nimble_doc_parse(const NimbleDocSpec *spec, char *body, int len,
 	doc->row_slots = spec->nrow_slots;
 	doc->page = palloc0(sizeof(NimbleJsonValue) * Max(spec->npage_slots, 1));
 
-	if (!pg_verify_mbstr(PG_UTF8, body, len, true))
+	if (pg_encoding_verifymbstr(PG_UTF8, body, len) != len)
 	{
 		*detail = pstrdup("The body is not valid UTF-8.");
-		MemoryContextSwitchTo(oldcxt);
+		restore_context(oldcxt);
 		return NIMBLE_DOC_BAD_JSON;
 	}
 #ifndef FRONTEND
@@ -459,7 +491,7 @@ nimble_doc_parse(const NimbleDocSpec *spec, char *body, int len,
 	{
 		*detail = psprintf("The body nests objects and arrays more than %d levels deep.",
 						   NIMBLE_MAX_JSON_DEPTH);
-		MemoryContextSwitchTo(oldcxt);
+		restore_context(oldcxt);
 		return NIMBLE_DOC_BAD_SHAPE;
 	}
 
@@ -493,15 +525,19 @@ nimble_doc_parse(const NimbleDocSpec *spec, char *body, int len,
 	sem.scalar = doc_scalar;
 
 	err = pg_parse_json(ps.lex, &sem);
-	MemoryContextSwitchTo(oldcxt);
+	restore_context(oldcxt);
 
 	if (err != JSON_SUCCESS)
 	{
+#ifndef FRONTEND
 		char	   *msg = json_errdetail(err, ps.lex);
+#else
+		char	   *msg = psprintf("JSON parse error %d", (int) err);
+#endif
 
 		/* a token quoted in the detail can be huge: keep the message short */
 		if (strlen(msg) > 200)
-			msg = psprintf("%.*s...", pg_mbcliplen(msg, strlen(msg), 200), msg);
+			msg = psprintf("%.*s...", utf8_clip(msg, 200), msg);
 		*detail = msg;
 		return NIMBLE_DOC_BAD_JSON;
 	}
@@ -531,7 +567,9 @@ nimble_json_string_at(char *body, int len, const char *const *paths)
 	for (n = 0; paths[n] != NULL && n < lengthof(slots); n++)
 		slots[n] = nimble_doc_spec_add_row_path(spec, paths[n]);
 
+#ifndef FRONTEND
 	doc.cxt = CurrentMemoryContext;
+#endif
 	if (nimble_doc_parse(spec, body, len, &doc, &detail) != NIMBLE_DOC_OK ||
 		doc.nrows != 1)
 		return NULL;
