@@ -10,7 +10,8 @@ OBJS = \
 	src/json_doc.o \
 	src/decode.o \
 	src/routes.o \
-	src/import.o
+	src/import.o \
+	src/security.o
 
 EXTENSION = nimble_fdw
 DATA = nimble_fdw--1.0.sql
@@ -29,6 +30,9 @@ override with_llvm = no
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# PGXS tracks no header dependencies: every object depends on our headers
+$(OBJS): src/nimble_fdw.h src/json_doc.h
 
 .PHONY: demo test
 demo:

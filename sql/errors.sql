@@ -66,6 +66,17 @@ SELECT set_fault('fault=status/status=429/retry_after=0');
 SELECT * FROM faulty.batch_progress WHERE batch_id = :'b1';
 \set n `curl -s "$NIMBLE_MOCK_URL/_mock/count"`
 SELECT :n AS requests;
+-- a reset connection, and a Retry-After given as an HTTP date
+\set x `curl -s "$NIMBLE_MOCK_URL/_mock/reset"`
+SELECT set_fault('fault=reset/times=1');
+SELECT completed FROM faulty.batch_progress WHERE batch_id = :'b1';
+\set n `curl -s "$NIMBLE_MOCK_URL/_mock/count"`
+SELECT :n AS requests;
+\set x `curl -s "$NIMBLE_MOCK_URL/_mock/reset"`
+SELECT set_fault('fault=status/status=503/times=1/retry_after=date+1');
+SELECT completed FROM faulty.batch_progress WHERE batch_id = :'b1';
+\set n `curl -s "$NIMBLE_MOCK_URL/_mock/count"`
+SELECT :n AS requests;
 -- 400 is never retried
 \set x `curl -s "$NIMBLE_MOCK_URL/_mock/reset"`
 SELECT set_fault('fault=status/status=400');
@@ -118,6 +129,10 @@ SELECT sqlstate_of('SELECT * FROM faulty.batches');
 SELECT set_fault('fault=stall_body/stall=5');
 SELECT sqlstate_of('SELECT * FROM faulty.batches');
 ALTER SERVER faulty OPTIONS (SET timeout_ms '2000');
+-- TLS is verified: a plain-HTTP port spoken to over https fails the handshake
+SELECT set_config('nimble.tls_url', replace(:'mock_url', 'http:', 'https:') || '/v1', false) IS NOT NULL AS set;
+DO $$ BEGIN EXECUTE format('ALTER SERVER faulty OPTIONS (SET url %L)', current_setting('nimble.tls_url')); END $$;
+SELECT sqlstate_of('SELECT * FROM faulty.batches');
 -- a redirect is never followed: it could carry the key elsewhere
 -- (terse: the Location in the detail has the mock's port in it)
 SELECT set_fault('fault=redirect');

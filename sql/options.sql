@@ -72,5 +72,51 @@ SET ROLE nimble_reader;
 SELECT srvname, umoptions FROM pg_user_mappings WHERE srvname = 'nomap';
 RESET ROLE;
 
+-- a user who is not superuser needs a mapping with a key of their own (or
+-- PUBLIC's); here PUBLIC's serves
+CREATE SERVER readers FOREIGN DATA WRAPPER nimble_fdw OPTIONS (url :'api_url');
+CREATE FOREIGN TABLE readers_progress (batch_id text, progress numeric)
+  SERVER readers OPTIONS (resource 'batch_progress');
+GRANT USAGE ON FOREIGN SERVER readers TO nimble_reader;
+GRANT SELECT ON readers_progress TO nimble_reader;
+SET ROLE nimble_reader;
+SELECT * FROM readers_progress WHERE batch_id = 'b1000000-0000-4000-8000-000000000001';
+CREATE USER MAPPING FOR nimble_reader SERVER readers OPTIONS (api_key 'test-key');
+SELECT * FROM readers_progress WHERE batch_id = 'b1000000-0000-4000-8000-000000000001';
+-- settings that loosen security are for superusers only
+RESET ROLE;
+GRANT USAGE ON FOREIGN DATA WRAPPER nimble_fdw TO nimble_reader;
+SET ROLE nimble_reader;
+SET nimble_fdw.allowed_hosts = '*';
+CREATE SERVER mine FOREIGN DATA WRAPPER nimble_fdw OPTIONS (tls_verify 'false');
+CREATE SERVER mine FOREIGN DATA WRAPPER nimble_fdw OPTIONS (ca_bundle '/etc/ssl/certs/ca-certificates.crt');
+CREATE SERVER mine FOREIGN DATA WRAPPER nimble_fdw OPTIONS (tls_verify 'true');
+DROP SERVER mine;
+RESET ROLE;
+REVOKE USAGE ON FOREIGN DATA WRAPPER nimble_fdw FROM nimble_reader;
+DROP SERVER readers CASCADE;
+
+-- TLS options
+CREATE SERVER tls FOREIGN DATA WRAPPER nimble_fdw OPTIONS (tls_verify 'maybe');
+CREATE SERVER tls FOREIGN DATA WRAPPER nimble_fdw OPTIONS (ca_bundle 'relative/ca.pem');
+CREATE SERVER tls FOREIGN DATA WRAPPER nimble_fdw
+  OPTIONS (ca_bundle '/etc/ssl/certs/ca-certificates.crt', tls_verify 'false');
+DROP SERVER tls;
+
+-- nimble_fdw.allowed_hosts: checked before any request is made
+CREATE SERVER elsewhere FOREIGN DATA WRAPPER nimble_fdw OPTIONS (url 'https://example.com/v1');
+CREATE USER MAPPING FOR CURRENT_USER SERVER elsewhere OPTIONS (api_key 'test-key');
+CREATE FOREIGN TABLE elsewhere_batches (batch_id text) SERVER elsewhere OPTIONS (resource 'batches');
+SELECT * FROM elsewhere_batches;
+SET nimble_fdw.allowed_hosts = 'example.org, [::1], EXAMPLE.COM';
+EXPLAIN (COSTS OFF) SELECT * FROM elsewhere_batches;
+SET nimble_fdw.allowed_hosts = 'bad list,';
+-- the default allows Nimble's host only: loopback is refused
+SET nimble_fdw.allowed_hosts = 'sdk.nimbleway.com';
+SELECT count(*) FROM nomap_batches;
+SET nimble_fdw.allowed_hosts = '127.0.0.1';
+SELECT count(*) FROM nomap_batches;
+DROP SERVER elsewhere CASCADE;
+
 DROP SERVER ok1, ok2, nomap CASCADE;
 DROP ROLE nimble_reader;

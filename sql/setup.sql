@@ -7,6 +7,15 @@
 
 CREATE EXTENSION nimble_fdw;
 
+-- only Nimble's own host is allowed by default; the tests talk to loopback
+SHOW nimble_fdw.allowed_hosts;
+DO $$
+BEGIN
+  EXECUTE format('ALTER DATABASE %I SET nimble_fdw.allowed_hosts = %L',
+                 current_database(), '127.0.0.1');
+END $$;
+SET nimble_fdw.allowed_hosts = '127.0.0.1';
+
 -- page_size 5 makes the mock's 12 batches three list pages
 CREATE SERVER nimble FOREIGN DATA WRAPPER nimble_fdw
   OPTIONS (url :'api_url', page_size '5', max_retries '0');

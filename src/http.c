@@ -418,6 +418,13 @@ launch(NimbleHttpRequest *req)
 	curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, "");
 	curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(easy, CURLOPT_PIPEWAIT, 1L);
+	if (opts->ca_bundle)
+		curl_easy_setopt(easy, CURLOPT_CAINFO, opts->ca_bundle);
+	if (!opts->tls_verify)
+	{
+		curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 0L);
+		curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 0L);
+	}
 
 	mrc = curl_multi_add_handle(nimble_multi, easy);
 	if (mrc != CURLM_OK)

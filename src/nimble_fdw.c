@@ -53,6 +53,7 @@ typedef struct NimbleScanState
 void
 _PG_init(void)
 {
+	nimble_security_init();
 	nimble_http_init();
 }
 
@@ -151,6 +152,9 @@ nimble_begin_foreign_scan(ForeignScanState *node, int eflags)
 	/* EXPLAIN alone needs no key and makes no request */
 	if (eflags & EXEC_FLAG_EXPLAIN_ONLY)
 		return;
+
+	/* before anything else leaves the backend: may the key go there? */
+	nimble_check_allowed_host(fsstate->server.url, server->servername);
 
 	/* the user whose mapping applies: the view owner's, for a view */
 	rte = exec_rt_fetch(fsplan->scan.scanrelid, estate);

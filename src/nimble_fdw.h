@@ -142,6 +142,8 @@ typedef struct NimbleServerOptions
 	int			max_retries;
 	int			max_concurrency;
 	int64		max_response_bytes;
+	char	   *ca_bundle;		/* CA certificates file, or NULL */
+	bool		tls_verify;		/* verify the peer and host name */
 } NimbleServerOptions;
 
 typedef struct NimbleTableOptions
@@ -156,6 +158,14 @@ extern void nimble_get_server_options(ForeignServer *server,
 extern void nimble_get_table_options(Oid relid, NimbleTableOptions *opts);
 extern char *nimble_get_column_field(Oid relid, AttrNumber attnum);
 extern char *nimble_get_api_key(ForeignServer *server, Oid userid);
+
+/* ----------------------------------------------------------------
+ *		Security (security.c)
+ * ----------------------------------------------------------------
+ */
+
+extern void nimble_security_init(void);
+extern void nimble_check_allowed_host(const char *url, const char *servername);
 
 /* ----------------------------------------------------------------
  *		Planning (quals.c)

@@ -20,6 +20,7 @@
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
+#include "utils/guc.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
@@ -36,7 +37,9 @@ typedef enum NimbleOptionKind
 	NIMBLE_OPT_INT,
 	NIMBLE_OPT_SECRET,
 	NIMBLE_OPT_RESOURCE,
-	NIMBLE_OPT_FIELD
+	NIMBLE_OPT_FIELD,
+	NIMBLE_OPT_BOOL,
+	NIMBLE_OPT_PATH
 } NimbleOptionKind;
 
 typedef struct NimbleOption
@@ -57,6 +60,8 @@ static const NimbleOption nimble_options[] = {
 	{"max_retries", ForeignServerRelationId, NIMBLE_OPT_INT, 0, 10},
 	{"max_concurrency", ForeignServerRelationId, NIMBLE_OPT_INT, 1, 64},
 	{"max_response_bytes", ForeignServerRelationId, NIMBLE_OPT_INT, 1024, INT64CONST(1073741824)},
+	{"ca_bundle", ForeignServerRelationId, NIMBLE_OPT_PATH},
+	{"tls_verify", ForeignServerRelationId, NIMBLE_OPT_BOOL},
 	{"api_key", UserMappingRelationId, NIMBLE_OPT_SECRET},
 	{"resource", ForeignTableRelationId, NIMBLE_OPT_RESOURCE},
 	{"field", AttributeRelationId, NIMBLE_OPT_FIELD},
@@ -270,6 +275,36 @@ nimble_fdw_validator(PG_FUNCTION_ARGS)
 			case NIMBLE_OPT_FIELD:
 				check_field(value);
 				break;
+			case NIMBLE_OPT_BOOL:
+				{
+					bool		on;
+
+					if (!parse_bool(value, &on))
+						ereport(ERROR,
+								(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+								 errmsg("invalid value for option \"%s\": \"%s\"",
+										opt->name, value),
+								 errhint("\"%s\" must be true or false.", opt->name)));
+					/* only tls_verify is boolean: turning it off is powerful */
+					if (!on && !superuser())
+						ereport(ERROR,
+								(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+								 errmsg("only superusers may set \"%s\" to false", opt->name),
+								 errhint("Without verification, anyone on the network path can read the API key.")));
+				}
+				break;
+			case NIMBLE_OPT_PATH:
+				/* a path on the database server: what file_fdw requires too */
+				if (!superuser())
+					ereport(ERROR,
+							(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+							 errmsg("only superusers may set \"%s\"", opt->name),
+							 errhint("It names a file on the database server.")));
+				if (!is_absolute_path(value))
+					ereport(ERROR,
+							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+							 errmsg("option \"%s\" must be an absolute path", opt->name)));
+				break;
 		}
 	}
 
@@ -289,6 +324,8 @@ nimble_get_server_options(ForeignServer *server, NimbleServerOptions *opts)
 	opts->max_retries = 2;
 	opts->max_concurrency = 8;
 	opts->max_response_bytes = INT64CONST(67108864);
+	opts->ca_bundle = NULL;
+	opts->tls_verify = true;
 
 	foreach(lc, server->options)
 	{
@@ -315,6 +352,10 @@ nimble_get_server_options(ForeignServer *server, NimbleServerOptions *opts)
 			opts->max_concurrency = (int) parse_int_option(opt, value);
 		else if (strcmp(opt->name, "max_response_bytes") == 0)
 			opts->max_response_bytes = parse_int_option(opt, value);
+		else if (strcmp(opt->name, "ca_bundle") == 0)
+			opts->ca_bundle = pstrdup(value);
+		else if (strcmp(opt->name, "tls_verify") == 0)
+			opts->tls_verify = defGetBoolean(def);
 	}
 
 	/* Paths are appended to the url: drop trailing slashes once, here. */
