@@ -145,6 +145,11 @@ SET statement_timeout = '200ms';
 SELECT sqlstate_of('SELECT * FROM faulty.batches');
 \set VERBOSITY sqlstate
 SELECT * FROM faulty.batch_tasks;
+-- nor does a retry outlive it: the wait for a 30 s Retry-After is cut short
+ALTER SERVER faulty OPTIONS (SET max_retries '2');
+SELECT set_fault('fault=status/status=429/retry_after=30');
+SELECT * FROM faulty.batch_progress WHERE batch_id = :'b1';
+ALTER SERVER faulty OPTIONS (SET max_retries '0');
 \set VERBOSITY terse
 RESET statement_timeout;
 

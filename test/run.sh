@@ -60,6 +60,9 @@ case "$mode" in
 demo)
 	if [ -n "${NIMBLE_API_KEY:-}" ]; then
 		export NIMBLE_URL=${NIMBLE_URL:-https://sdk.nimbleway.com/v1}
+		# a url of your own (a proxy, say) must be an allowed host
+		host=$(python3 -c 'import sys, urllib.parse; print(urllib.parse.urlsplit(sys.argv[1]).hostname or "")' "$NIMBLE_URL")
+		export PGOPTIONS="-c nimble_fdw.allowed_hosts=$host"
 		echo "run.sh: demo against $NIMBLE_URL"
 	else
 		start_mock
