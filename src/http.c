@@ -96,7 +96,8 @@ typedef struct SocketWatch
 static CURLM *nimble_multi = NULL;
 static SocketWatch watched[NIMBLE_MAX_SOCKETS];
 static int	nwatched = 0;
-static long multi_timeout_ms = -1;
+static bool multi_timer_set = false;	/* curl wants a call at the deadline */
+static TimestampTz multi_deadline;
 static CURL *easy_pool[NIMBLE_EASY_POOL];
 static int	neasy_pool = 0;
 
@@ -132,10 +133,14 @@ socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 	return 0;
 }
 
+/* curl's timer is one-shot: keep it as a deadline, consumed when it fires */
 static int
 timer_cb(CURLM *multi, long timeout_ms, void *userp)
 {
-	multi_timeout_ms = timeout_ms;
+	multi_timer_set = (timeout_ms >= 0);
+	if (multi_timer_set)
+		multi_deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													 timeout_ms);
 	return 0;
 }
 
@@ -635,8 +640,6 @@ wait_and_act(long timeout_ms)
 	}
 	PG_END_TRY();
 
-	if (nready == 0)
-		curl_multi_socket_action(nimble_multi, CURL_SOCKET_TIMEOUT, 0, &running);
 	for (int i = 0; i < nready; i++)
 	{
 		int			flags = 0;
@@ -670,8 +673,11 @@ wait_for(NimbleHttpRequest *req)
 	while (req->state == REQ_RUNNING || req->state == REQ_BACKOFF)
 	{
 		TimestampTz now = GetCurrentTimestamp();
-		long		timeout = multi_timeout_ms;
+		long		timeout = -1;
 		int			running;
+
+		if (multi_timer_set)
+			timeout = Max(0, TimestampDifferenceMilliseconds(now, multi_deadline));
 
 		/* start the retries that are due; sleep no longer than the next */
 		for (NimbleHttpRequest *r = session->requests; r; r = r->next)
@@ -692,6 +698,8 @@ wait_for(NimbleHttpRequest *req)
 
 		if (timeout == 0)
 		{
+			if (multi_timer_set && now >= multi_deadline)
+				multi_timer_set = false;
 			curl_multi_socket_action(nimble_multi, CURL_SOCKET_TIMEOUT, 0, &running);
 			process_completions();
 			CHECK_FOR_INTERRUPTS();

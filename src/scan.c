@@ -402,7 +402,7 @@ start_list_request(NimbleScan *scan)
 	char		sep = '?';
 
 	initStringInfo(&path);
-	appendStringInfoString(&path, endpoint_path(scan->list_ep, NULL));
+	appendStringInfoString(&path, scan->list_ep->path);
 	if (scan->server->page_size > 0 && scan->list_ep->limit_param)
 	{
 		appendStringInfo(&path, "%c%s=%d", sep, scan->list_ep->limit_param,
@@ -504,6 +504,8 @@ finish_list_request(NimbleScan *scan)
 	if (found)
 		protocol_error(path, psprintf("The API returned cursor \"%s\" a second time; following it would loop forever.",
 									  cursor->str));
+	if (scan->cursor)
+		pfree(scan->cursor);
 	scan->cursor = MemoryContextStrdup(scan->cxt, cursor->str);
 }
 
@@ -611,9 +613,12 @@ fill_window(NimbleScan *scan, bool may_wait)
 		unit->req = NULL;
 		if (scan->unit_ep)
 		{
+			char	   *path = endpoint_path(scan->unit_ep, unit->key);
+
 			unit->req = scan->ring_reqs[pos];
-			nimble_http_start(unit->req, endpoint_path(scan->unit_ep, unit->key),
-							  true);
+			/* the request keeps its own copy; this one lives per unit */
+			nimble_http_start(unit->req, path, true);
+			pfree(path);
 		}
 		scan->ring_count++;
 	}
@@ -807,6 +812,8 @@ nimble_scan_rewind(NimbleScan *scan)
 	list_free(scan->pages);
 	scan->pages = NIL;
 	scan->list_done = false;
+	if (scan->cursor)
+		pfree(scan->cursor);
 	scan->cursor = NULL;
 	if (scan->seen_cursors)
 	{
