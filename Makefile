@@ -11,7 +11,8 @@ OBJS = \
 	src/decode.o \
 	src/routes.o \
 	src/import.o \
-	src/security.o
+	src/security.o \
+	src/estimates.o
 
 EXTENSION = nimble_fdw
 DATA = nimble_fdw--1.0.sql

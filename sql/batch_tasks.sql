@@ -4,8 +4,16 @@
 \set VERBOSITY terse
 \set x `curl -s "$NIMBLE_MOCK_URL/_mock/reset"`
 
+-- before any scan, the planner guesses 100 batches of 100 tasks
+SELECT plan_rows('SELECT * FROM nimble.batch_tasks') AS guessed_rows;
+
 -- every task: 3 list pages, then one /batches/{id} per batch (12)
 SELECT count(*) AS tasks, count(DISTINCT batch_id) AS batches FROM nimble.batch_tasks;
+
+-- now it knows: pagination.total said 12 batches, and they held 1,033 tasks
+SELECT plan_rows('SELECT * FROM nimble.batch_tasks') AS learned_rows,
+       plan_rows('SELECT * FROM nimble.batch_tasks WHERE batch_id = ''x''') AS rows_per_batch,
+       plan_rows('SELECT * FROM nimble.batch_progress') AS batches;
 \set n `curl -s "$NIMBLE_MOCK_URL/_mock/count?endpoint=list"`
 SELECT :n AS list_requests;
 \set n `curl -s "$NIMBLE_MOCK_URL/_mock/count?endpoint=details"`

@@ -149,6 +149,7 @@ typedef struct NimbleServerOptions
 typedef struct NimbleTableOptions
 {
 	Oid			relid;
+	Oid			serverid;
 	const NimbleApiDef *api;
 	const NimbleResourceDef *resource;
 } NimbleTableOptions;
@@ -166,6 +167,18 @@ extern char *nimble_get_api_key(ForeignServer *server, Oid userid);
 
 extern void nimble_security_init(void);
 extern void nimble_check_allowed_host(const char *url, const char *servername);
+
+/* ----------------------------------------------------------------
+ *		Learned row counts (estimates.c)
+ * ----------------------------------------------------------------
+ */
+
+extern void nimble_learn_list_total(Oid serverid, double total);
+extern void nimble_learn_rows_per_key(Oid serverid, const char *resource,
+									  double rows, double nkeys);
+extern void nimble_learned_list_total(Oid serverid, double *value);
+extern void nimble_learned_rows_per_key(Oid serverid, const char *resource,
+										double *value);
 
 /* ----------------------------------------------------------------
  *		Planning (quals.c)

@@ -383,6 +383,7 @@ nimble_get_table_options(Oid relid, NimbleTableOptions *opts)
 
 	nimble_get_server_options(server, &sopts);
 	opts->relid = relid;
+	opts->serverid = table->serverid;
 	opts->api = nimble_api_lookup(sopts.api);
 	if (opts->api == NULL)
 		elog(ERROR, "unknown api \"%s\"", sopts.api);

@@ -293,11 +293,15 @@ nimble_get_rel_size(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 		ps->local_conds = lappend(ps->local_conds, rinfo);
 	}
 
+	/* what earlier scans saw, else a guess */
 	ps->est_list_items = NIMBLE_DEFAULT_LIST_ITEMS;
+	nimble_learned_list_total(ps->table.serverid, &ps->est_list_items);
 	ps->est_rows_per_key = ps->table.resource->list_rows ||
 		ps->table.resource->keyed_endpoint < 0 ||
 		ps->table.api->endpoints[ps->table.resource->keyed_endpoint].rows[0] == '\0'
 		? 1.0 : NIMBLE_DEFAULT_ROWS_PER_KEY;
+	nimble_learned_rows_per_key(ps->table.serverid, ps->table.resource->name,
+								&ps->est_rows_per_key);
 
 	/* rows: per key times keys, or the whole list, then local filters */
 	if (ps->keys)

@@ -117,6 +117,10 @@ struct NimbleScan
 	int			cur_row;
 	int			cur_nrows;
 
+	/* what this scan saw, for the planner's next estimates */
+	double		keyed_units;
+	double		keyed_rows;
+
 	/* for conversion error messages */
 	const ColumnBinding *err_binding;
 	const NimbleJsonValue *err_value;
@@ -472,6 +476,10 @@ finish_list_request(NimbleScan *scan)
 	if (status != NIMBLE_DOC_OK)
 		report_bad_body(status, path, detail);
 
+	if (page->doc.page[scan->list_total_slot].type == JSON_TOKEN_NUMBER)
+		nimble_learn_list_total(scan->table->serverid,
+								strtod(page->doc.page[scan->list_total_slot].str, NULL));
+
 	has_next = &page->doc.page[scan->list_has_next_slot];
 	cursor = &page->doc.page[scan->list_cursor_slot];
 	if (has_next->type == JSON_TOKEN_FALSE)
@@ -682,6 +690,11 @@ open_unit(NimbleScan *scan)
 	if (status != NIMBLE_DOC_OK)
 		report_bad_body(status, nimble_http_path(unit->req), detail);
 	scan->cur_nrows = scan->route == NIMBLE_ROUTE_LIST_ROWS ? 1 : scan->cur_doc.nrows;
+	if (scan->route != NIMBLE_ROUTE_LIST_ROWS)
+	{
+		scan->keyed_units++;
+		scan->keyed_rows += scan->cur_doc.nrows;
+	}
 	return true;
 }
 
@@ -828,5 +841,8 @@ nimble_scan_rewind(NimbleScan *scan)
 void
 nimble_scan_end(NimbleScan *scan)
 {
+	if (scan->keyed_units > 0)
+		nimble_learn_rows_per_key(scan->table->serverid, scan->res->name,
+								  scan->keyed_rows, scan->keyed_units);
 	MemoryContextDelete(scan->cxt);
 }
