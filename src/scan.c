@@ -64,6 +64,7 @@ typedef struct Unit
 struct NimbleScan
 {
 	MemoryContext cxt;
+	MemoryContext keys_cxt;		/* the keys: reset when they change */
 	MemoryContext unit_cxt;
 	MemoryContext row_cxt;
 	const NimbleTableOptions *table;
@@ -202,6 +203,8 @@ nimble_scan_create(MemoryContext parent, const NimbleTableOptions *table,
 	const NimbleResourceDef *res = table->resource;
 
 	scan->cxt = cxt;
+	scan->keys_cxt = AllocSetContextCreate(cxt, "nimble_fdw keys",
+										   ALLOCSET_SMALL_SIZES);
 	scan->unit_cxt = AllocSetContextCreate(cxt, "nimble_fdw response",
 										   ALLOCSET_DEFAULT_SIZES);
 	scan->row_cxt = AllocSetContextCreate(cxt, "nimble_fdw row",
@@ -314,9 +317,13 @@ reset_key_filter(NimbleScan *scan)
 void
 nimble_scan_set_keys(NimbleScan *scan, List *keys)
 {
-	MemoryContext oldcxt = MemoryContextSwitchTo(scan->cxt);
+	MemoryContext oldcxt;
 	ListCell   *lc;
 	int			n = 0;
+
+	/* a nested loop sets new keys per outer row: keep only the latest */
+	MemoryContextReset(scan->keys_cxt);
+	oldcxt = MemoryContextSwitchTo(scan->keys_cxt);
 
 	scan->has_keys = true;
 	scan->keys = palloc(sizeof(char *) * Max(list_length(keys), 1));
