@@ -35,9 +35,17 @@ include $(PGXS)
 # PGXS tracks no header dependencies: every object depends on our headers
 $(OBJS): src/nimble_fdw.h src/json_doc.h
 
-.PHONY: demo test
+.PHONY: demo test fuzz reliability
 demo:
 	test/run.sh demo
 
 test:
 	test/run.sh test
+
+# a 60 s fuzz run of the response decoder (make -C test/fuzz run: 10 min)
+fuzz:
+	$(MAKE) -C test/fuzz smoke
+
+# cancel latency, leak, soak and valgrind figures into test/reliability/REPORT.md
+reliability:
+	test/reliability/run_all.sh --valgrind

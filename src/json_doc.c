@@ -22,6 +22,7 @@
 #include "utils/memutils.h"
 #endif
 
+#include "common/string.h"
 #include "mb/pg_wchar.h"
 
 #include "json_doc.h"
@@ -440,15 +441,23 @@ json_nesting_depth(const char *s, int len, int limit)
 #define restore_context(cxt) ((void) 0)
 #endif
 
-/* How many bytes of s (UTF-8) fit in max without cutting a character. */
+/*
+ * How many bytes of a message fit in max without cutting a character.  The
+ * backend's messages are in the database encoding; the FRONTEND build
+ * (fuzz target) has only UTF-8.
+ */
 static int
-utf8_clip(const char *s, int max)
+clip_message(const char *s, int max)
 {
+#ifndef FRONTEND
+	return pg_mbcliplen(s, strlen(s), max);
+#else
 	int			len = max;
 
 	while (len > 0 && (((unsigned char) s[len]) & 0xC0) == 0x80)
 		len--;
 	return len;
+#endif
 }
 
 /*
@@ -537,7 +546,7 @@ nimble_doc_parse(const NimbleDocSpec *spec, char *body, int len,
 
 		/* a token quoted in the detail can be huge: keep the message short */
 		if (strlen(msg) > 200)
-			msg = psprintf("%.*s...", utf8_clip(msg, 200), msg);
+			msg = psprintf("%.*s...", clip_message(msg, 200), msg);
 		*detail = msg;
 		return NIMBLE_DOC_BAD_JSON;
 	}
@@ -550,9 +559,9 @@ nimble_doc_parse(const NimbleDocSpec *spec, char *body, int len,
 }
 
 /*
- * The first of paths (top-level dotted paths) that holds a string in body,
- * or NULL: used to show an API's own error message.  Never throws on a bad
- * body.
+ * The first of paths (dotted paths, at most 8) that holds a string in
+ * body, or NULL: used to show an API's own error message.  Never throws on
+ * a bad body.
  */
 char *
 nimble_json_string_at(char *body, int len, const char *const *paths)
@@ -564,8 +573,19 @@ nimble_json_string_at(char *body, int len, const char *const *paths)
 	int			n;
 
 	/* as rows at the root, so that every path is a row slot */
-	for (n = 0; paths[n] != NULL && n < lengthof(slots); n++)
+	for (n = 0; n < lengthof(slots) && paths[n] != NULL; n++)
 		slots[n] = nimble_doc_spec_add_row_path(spec, paths[n]);
+	Assert(n < lengthof(slots) || paths[n] == NULL);
+
+#ifndef FRONTEND
+
+	/*
+	 * Converting a non-ASCII body to another database encoding can throw;
+	 * here that error would hide the API's own error, so don't try.
+	 */
+	if (GetDatabaseEncoding() != PG_UTF8 && !pg_is_ascii(body))
+		return NULL;
+#endif
 
 #ifndef FRONTEND
 	doc.cxt = CurrentMemoryContext;
