@@ -144,10 +144,14 @@ def wait_in_request(admin, mock, pid, count_before, victim, timeout=10.0):
         if not victim.is_alive():
             return False
         if mock.count() > count_before:
-            cur.execute("SELECT wait_event_type, wait_event FROM pg_stat_activity WHERE pid = %s",
-                        (pid,))
+            cur.execute("SELECT wait_event_type, wait_event, row_to_json(a)::text"
+                        " FROM pg_stat_activity a WHERE pid = %s", (pid,))
             row = cur.fetchone()
             if row and row[0] == "Extension":
+                # while the request is in flight, nothing of the backend's
+                # pg_stat_activity row may show the API key
+                if "test-key" in row[2]:
+                    sys.exit("cancel.py: the API key appears in pg_stat_activity: %s" % row[2])
                 return True
         time.sleep(0.005)
     return False
