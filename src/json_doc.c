@@ -6,8 +6,13 @@
  * The body is parsed once with PostgreSQL's own JSON parser (semantic
  * actions, no tree).  A spec says where the rows are and which paths, in a
  * row and in the page around the rows, the scan wants; only those values are
- * kept, as the de-escaped scalar and the raw JSON text inside the body (no
- * copy).  Everything else is skipped as it streams by.
+ * kept, as the raw JSON text inside the body (no copy) and, for scalars, the
+ * string the scan converts.  Everything else is skipped as it streams by.
+ *
+ * The lexer runs without de-escaping: it would otherwise copy every string
+ * and field name of the body, wanted or not, and a body of long strings
+ * would need about three times its size.  Field names are read from the
+ * body itself, and only the wanted strings are de-escaped, here.
  *
  * The parser reports problems as a status and a detail instead of throwing,
  * so that the caller decides the message and the fuzz target can run it
@@ -80,6 +85,7 @@ typedef struct ParseState
 	bool		pend_row;
 
 	bool		rows_seen;
+	int			encoding;		/* of the body, for de-escaping */
 	NimbleDocStatus status;
 	char	   *detail;
 } ParseState;
@@ -185,6 +191,197 @@ int
 nimble_doc_spec_row_slots(const NimbleDocSpec *spec)
 {
 	return spec->nrow_slots;
+}
+
+/* The value of 4 hex digits (the lexer has checked that they are). */
+static pg_wchar
+hex4(const char *s)
+{
+	pg_wchar	v = 0;
+
+	for (int i = 0; i < 4; i++)
+	{
+		char		c = s[i];
+
+		v = v * 16 + (c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
+	}
+	return v;
+}
+
+/*
+ * The text of a JSON string's body (the bytes between its quotes, already
+ * checked by the lexer), de-escaped, in the parse's encoding; NULL with
+ * *detail set when it has an escape that cannot be text.  The lexer checks
+ * only the escapes' syntax when it does not de-escape: surrogate pairs and
+ * \u0000 are checked here, with PostgreSQL's own words.
+ */
+static char *
+json_unescape(const char *s, int len, int encoding, char **detail)
+{
+	char	   *out;
+	char	   *o;
+	const char *end = s + len;
+
+	if (memchr(s, '\\', len) == NULL)
+		return pnstrdup(s, len);
+
+	/* an escape never gets longer: "\uXXXX" (6 bytes) -> at most 4 */
+	out = o = palloc(len + 1);
+	while (s < end)
+	{
+		pg_wchar	ch;
+
+		if (*s != '\\')
+		{
+			*o++ = *s++;
+			continue;
+		}
+		s++;
+		switch (*s++)
+		{
+			case 'b':
+				*o++ = '\b';
+				continue;
+			case 'f':
+				*o++ = '\f';
+				continue;
+			case 'n':
+				*o++ = '\n';
+				continue;
+			case 'r':
+				*o++ = '\r';
+				continue;
+			case 't':
+				*o++ = '\t';
+				continue;
+			case 'u':
+				break;
+			default:			/* \" \\ \/ */
+				*o++ = s[-1];
+				continue;
+		}
+		ch = hex4(s);
+		s += 4;
+		if (ch >= 0xD800 && ch <= 0xDBFF)
+		{
+			pg_wchar	lo = 0;
+
+			if (end - s >= 6 && s[0] == '\\' && s[1] == 'u')
+				lo = hex4(s + 2);
+			if (lo >= 0xD800 && lo <= 0xDBFF)
+			{
+				*detail = pstrdup("Unicode high surrogate must not follow a high surrogate.");
+				return NULL;
+			}
+			if (lo < 0xDC00 || lo > 0xDFFF)
+			{
+				*detail = pstrdup("Unicode low surrogate must follow a high surrogate.");
+				return NULL;
+			}
+			ch = 0x10000 + ((ch - 0xD800) << 10) + (lo - 0xDC00);
+			s += 6;
+		}
+		else if (ch >= 0xDC00 && ch <= 0xDFFF)
+		{
+			*detail = pstrdup("Unicode low surrogate must follow a high surrogate.");
+			return NULL;
+		}
+		if (ch == 0)
+		{
+			/* text cannot hold it; PostgreSQL's json refuses it too */
+			*detail = pstrdup("\\u0000 cannot be converted to text.");
+			return NULL;
+		}
+		if (encoding == PG_UTF8)
+			o += pg_utf_mblen(unicode_to_utf8(ch, (unsigned char *) o));
+		else if (ch <= 0x7F)
+			*o++ = (char) ch;
+		else
+		{
+#ifndef FRONTEND
+			unsigned char buf[MAX_UNICODE_EQUIVALENT_STRING + 1];
+			int			n;
+
+			/* throws if the database encoding has no such character */
+			pg_unicode_to_server(ch, buf);
+			n = strlen((char *) buf);
+			/* one character of the server encoding: at most 4 bytes */
+			Assert(n <= MAX_MULTIBYTE_CHAR_LEN);
+			memcpy(o, buf, n);
+			o += n;
+#else
+			*detail = pstrdup("A Unicode escape needs a UTF-8 encoding.");
+			return NULL;
+#endif
+		}
+	}
+	*o = '\0';
+	return out;
+}
+
+/*
+ * The raw name (between its quotes) of the field whose value starts now: the
+ * lexer has consumed the name and the colon, and prev_token_terminator is
+ * just past the colon.  The name was lexed already, so walking back is safe:
+ * its opening quote is the first one not escaped by an odd number of
+ * backslashes.
+ */
+static void
+raw_field_name(JsonLexContext *lex, const char **name, int *len)
+{
+	const char *input = lex->input;
+	const char *p = lex->prev_token_terminator - 1;	/* the colon */
+	const char *close;
+	const char *open;
+
+	Assert(*p == ':');
+	do
+		p--;
+	while (p > input && *p != '"');
+	close = p;
+	open = close - 1;
+	for (;;)
+	{
+		const char *b;
+		int			backslashes = 0;
+
+		while (open > input && *open != '"')
+			open--;
+		for (b = open - 1; b >= input && *b == '\\'; b--)
+			backslashes++;
+		if (backslashes % 2 == 0 || open == input)
+			break;
+		open--;
+	}
+	*name = open + 1;
+	*len = close - open - 1;
+}
+
+/* The child of node named by a field's raw name, or NULL. */
+static PathNode *
+find_child_raw(PathNode *node, const char *raw, int len, int encoding)
+{
+	char	   *name;
+	char	   *detail;
+	PathNode   *child;
+
+	if (memchr(raw, '\\', len) == NULL)
+	{
+		for (int i = 0; i < node->nchildren; i++)
+		{
+			const char *cname = node->children[i]->name;
+
+			if (strncmp(cname, raw, len) == 0 && cname[len] == '\0')
+				return node->children[i];
+		}
+		return NULL;
+	}
+	/* a name with escapes: rare, so compare its de-escaped text */
+	name = json_unescape(raw, len, encoding, &detail);
+	child = name ? find_child(node, name) : NULL;
+	if (name)
+		pfree(name);
+	return child;
 }
 
 static void
@@ -320,10 +517,15 @@ doc_field_start(void *state, char *fname, bool isnull)
 	Frame	   *f = &ps->frames[ps->depth - 1];
 	PathNode   *child;
 
+	const char *raw;
+	int			len;
+
+	/* without de-escaping the lexer passes no name (fname is NULL) */
 	clear_pending(ps);
 	if (f->node == NULL || ps->status != NIMBLE_DOC_OK)
 		return;
-	child = find_child(f->node, fname);
+	raw_field_name(ps->lex, &raw, &len);
+	child = find_child_raw(f->node, raw, len, ps->encoding);
 	if (child == NULL)
 		return;
 
@@ -339,13 +541,6 @@ doc_field_start(void *state, char *fname, bool isnull)
 		ps->pend_capture = v;
 		ps->pend_start = ps->lex->token_start;
 	}
-}
-
-static void
-doc_field_end(void *state, char *fname, bool isnull)
-{
-	/* the parser hands each name over to us; nothing keeps it */
-	pfree(fname);
 }
 
 static void
@@ -374,11 +569,24 @@ doc_scalar(void *state, char *token, JsonTokenType type)
 		NimbleJsonValue *v = ps->pend_capture;
 
 		v->type = type;
-		v->str = token;
 		v->raw = ps->pend_start;
 		v->rawlen = ps->lex->prev_token_terminator - ps->pend_start;
+		if (type != JSON_TOKEN_STRING)
+			v->str = token;		/* the lexeme */
+		else
+		{
+			char	   *detail = NULL;
+
+			/* the string between its quotes */
+			v->str = json_unescape(v->raw + 1, v->rawlen - 2, ps->encoding, &detail);
+			if (v->str == NULL && ps->status == NIMBLE_DOC_OK)
+			{
+				ps->status = NIMBLE_DOC_BAD_JSON;
+				ps->detail = detail;
+			}
+		}
 	}
-	else
+	else if (token)
 		pfree(token);
 
 	if (ps->pend_rows)
@@ -507,7 +715,8 @@ nimble_doc_parse(const NimbleDocSpec *spec, char *body, int len,
 	memset(&ps, 0, sizeof(ps));
 	ps.spec = spec;
 	ps.doc = doc;
-	ps.lex = makeJsonLexContextCstringLen(body, len, encoding, true);
+	ps.lex = makeJsonLexContextCstringLen(body, len, encoding, false);
+	ps.encoding = encoding;
 	ps.maxdepth = 16;
 	ps.frames = palloc(sizeof(Frame) * ps.maxdepth);
 	ps.cur_row = -1;
@@ -529,7 +738,6 @@ nimble_doc_parse(const NimbleDocSpec *spec, char *body, int len,
 	sem.array_start = doc_array_start;
 	sem.array_end = doc_container_end;
 	sem.object_field_start = doc_field_start;
-	sem.object_field_end = doc_field_end;
 	sem.array_element_start = doc_element_start;
 	sem.scalar = doc_scalar;
 
