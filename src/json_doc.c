@@ -100,12 +100,15 @@ make_node(const char *name)
 	return node;
 }
 
+/* The child of node named name (len bytes, not NUL-terminated), or NULL. */
 static PathNode *
-find_child(PathNode *node, const char *name)
+find_child(PathNode *node, const char *name, int len)
 {
 	for (int i = 0; i < node->nchildren; i++)
 	{
-		if (strcmp(node->children[i]->name, name) == 0)
+		const char *cname = node->children[i]->name;
+
+		if (strncmp(cname, name, len) == 0 && cname[len] == '\0')
 			return node->children[i];
 	}
 	return NULL;
@@ -133,7 +136,7 @@ insert_path(PathNode *root, const char *path)
 	for (char *seg = strtok_r(copy, ".", &save); seg != NULL;
 		 seg = strtok_r(NULL, ".", &save))
 	{
-		PathNode   *child = find_child(node, seg);
+		PathNode   *child = find_child(node, seg, strlen(seg));
 
 		if (child == NULL)
 		{
@@ -366,19 +369,10 @@ find_child_raw(PathNode *node, const char *raw, int len, int encoding)
 	PathNode   *child;
 
 	if (memchr(raw, '\\', len) == NULL)
-	{
-		for (int i = 0; i < node->nchildren; i++)
-		{
-			const char *cname = node->children[i]->name;
-
-			if (strncmp(cname, raw, len) == 0 && cname[len] == '\0')
-				return node->children[i];
-		}
-		return NULL;
-	}
+		return find_child(node, raw, len);
 	/* a name with escapes: rare, so compare its de-escaped text */
 	name = json_unescape(raw, len, encoding, &detail);
-	child = name ? find_child(node, name) : NULL;
+	child = name ? find_child(node, name, strlen(name)) : NULL;
 	if (name)
 		pfree(name);
 	return child;
@@ -531,10 +525,13 @@ doc_field_start(void *state, char *fname, bool isnull)
 
 	ps->pend_node = child;
 	ps->pend_rows = child->is_rows;
-	if (child->slot >= 0 && (!child->in_row || ps->cur_row >= 0))
+	if (child->slot >= 0)
 	{
-		NimbleJsonValue *v = child->in_row ? row_value(ps, child->slot)
-			: &ps->doc->page[child->slot];
+		NimbleJsonValue *v;
+
+		/* row nodes hang only below row frames: a row is open here */
+		Assert(!child->in_row || ps->cur_row >= 0);
+		v = child->in_row ? row_value(ps, child->slot) : &ps->doc->page[child->slot];
 
 		/* a repeated key: the last one wins, as in jsonb */
 		memset(v, 0, sizeof(NimbleJsonValue));
@@ -550,7 +547,8 @@ doc_element_start(void *state, bool isnull)
 	Frame	   *f = &ps->frames[ps->depth - 1];
 
 	clear_pending(ps);
-	if (f->capture && f->capture->type == JSON_TOKEN_ARRAY_START)
+	/* elements come only inside arrays: a captured frame here is one */
+	if (f->capture)
 		f->capture->nelems++;
 	if (f->is_rows && ps->status == NIMBLE_DOC_OK)
 	{
