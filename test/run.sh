@@ -14,20 +14,8 @@ set -u
 cd "$(dirname "$0")/.."
 mode=${1:-test}
 
-packages=(postgresql-15 postgresql-server-dev-15 libcurl4-openssl-dev make gcc python3 curl)
-missing=()
-for p in "${packages[@]}"; do
-	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-	if [ "$(id -u)" != 0 ]; then
-		echo "run.sh: missing packages: ${missing[*]} (run as root, or install them)" >&2
-		exit 1
-	fi
-	echo "run.sh: installing ${missing[*]}"
-	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+test/install_packages.sh postgresql-15 postgresql-server-dev-15 libcurl4-openssl-dev \
+	make gcc python3 curl
 
 PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
 export PG_CONFIG

@@ -7,16 +7,4 @@ set -eo pipefail
 packages=(postgresql-15 postgresql-server-dev-15 libcurl4-openssl-dev make gcc
 	python3 python3-psycopg2 curl util-linux)
 [ "${1:-}" = valgrind ] && packages+=(valgrind)
-missing=()
-for p in "${packages[@]}"; do
-	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-	if [ "$(id -u)" != 0 ]; then
-		echo "deps.sh: missing packages: ${missing[*]} (run as root, or install them)" >&2
-		exit 1
-	fi
-	echo "deps.sh: installing ${missing[*]}" >&2
-	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+exec "$(dirname "$0")/../install_packages.sh" "${packages[@]}"
