@@ -339,16 +339,9 @@ def main():
             failures.append("the postmaster died")
         results["mock_requests"] = mock.count()
 
-    results["build_after"] = {"md5": relib.md5_of(build["so"])}
-    if results["build_after"]["md5"] != build["md5"]:
-        results["note"] = "the installed nimble_fdw.so changed during the run (someone else installed)"
-    results["seconds"] = round(time.time() - t_start, 1)
-    results["ok"] = not failures
-    relib.write_json(a.json, results)
-    for f in failures:
-        print("FAIL:", f)
+    verdict = relib.finish(results, failures, build, t_start, a.json)
     print("cancel.py: %s (%d cells, %d runs each, %.0f s)"
-          % ("PASS" if not failures else "FAIL", len(results["cells"]), a.runs, results["seconds"]))
+          % (verdict, len(results["cells"]), a.runs, results["seconds"]))
     return 0 if not failures else 1
 
 

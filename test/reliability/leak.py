@@ -401,16 +401,9 @@ def finish(res, a, build, failures, t_start):
     if res["queries_run"] < a.queries:
         failures.append("only %d of %d queries ran" % (res["queries_run"], a.queries))
     res["tolerances"] = {"rss_kb": a.rss_tolerance_kb, "ctx_kb": a.ctx_tolerance_kb}
-    res["build_after"] = {"md5": relib.md5_of(build["so"])}
-    if res["build_after"]["md5"] != build["md5"]:
-        res["note"] = "the installed nimble_fdw.so changed during the run (someone else installed)"
-    res["seconds"] = round(time.time() - t_start, 1)
-    res["ok"] = not failures
-    relib.write_json(a.json, res)
-    for f in failures:
-        print("FAIL:", f)
+    verdict = relib.finish(res, failures, build, t_start, a.json)
     print("leak.py: %s (%d queries, VmRSS %s -> %s kB, %.0f s)"
-          % ("PASS" if not failures else "FAIL", res.get("queries_run", 0),
+          % (verdict, res.get("queries_run", 0),
              res.get("rss_warm_kb"), res.get("rss_end_kb"), res["seconds"]))
 
 

@@ -472,3 +472,18 @@ def harness(name, conf=None, mock_args=(), keep=False, wrapper=()):
         cluster.stop()
         if not keep:
             cluster.remove()
+
+
+def finish(res, failures, build, t_start, json_path):
+    """Record in res the build after the run, the time and the verdict,
+    write it to json_path and print the failures; returns "PASS" or
+    "FAIL"."""
+    res["build_after"] = {"md5": md5_of(build["so"])}
+    if res["build_after"]["md5"] != build["md5"]:
+        res["note"] = "the installed nimble_fdw.so changed during the run (someone else installed)"
+    res["seconds"] = round(time.time() - t_start, 1)
+    res["ok"] = not failures
+    write_json(json_path, res)
+    for f in failures:
+        print("FAIL:", f)
+    return "PASS" if not failures else "FAIL"

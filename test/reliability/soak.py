@@ -438,18 +438,11 @@ def main():
         failures.append("server log: %s" % res["server_log_crash_lines"][0])
     if not res["postmaster_alive"] or not res["postmaster_same_pid"]:
         failures.append("the postmaster died or restarted")
-    res["build_after"] = {"md5": relib.md5_of(build["so"])}
-    if res["build_after"]["md5"] != build["md5"]:
-        res["note"] = "the installed nimble_fdw.so changed during the run (someone else installed)"
-    res["seconds"] = round(time.time() - t_start, 1)
-    res["ok"] = not failures
-    relib.write_json(a.json, res)
     for e in res["examples"]:
         print("  ", e)
-    for f in failures:
-        print("FAIL:", f)
+    verdict = relib.finish(res, failures, build, t_start, a.json)
     print("soak.py: %s (%d queries in %.0f s, %d ok, %d expected errors, %d unexpected, %d wrong)"
-          % ("PASS" if not failures else "FAIL", tot["run"], elapsed, tot["ok"],
+          % (verdict, tot["run"], elapsed, tot["ok"],
              tot["expected_errors"], tot["unexpected_errors"], tot["wrong_answers"]))
     return 0 if not failures else 1
 
