@@ -12,13 +12,15 @@ OBJS = \
 	src/routes.o \
 	src/import.o \
 	src/security.o \
-	src/estimates.o
+	src/estimates.o \
+	src/throttle.o \
+	src/cache.o
 
 EXTENSION = nimble_fdw
 DATA = nimble_fdw--1.0.sql
 PGFILEDESC = "nimble_fdw - foreign data wrapper for Nimble batch jobs"
 
-REGRESS = setup options batches batch_tasks batch_progress pushdown joins errors
+REGRESS = setup options batches batch_tasks batch_progress pushdown joins errors cache_and_rate
 
 SHLIB_LINK = -lcurl
 # our sources build warning-free; CI keeps them so

@@ -19,3 +19,11 @@ CREATE FOREIGN DATA WRAPPER nimble_fdw
 
 COMMENT ON FOREIGN DATA WRAPPER nimble_fdw
   IS 'Nimble web-data API batch jobs: batches, batch_tasks, batch_progress';
+
+CREATE FUNCTION nimble_cache_clear()
+RETURNS bigint
+AS 'MODULE_PATHNAME'
+LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED;
+
+COMMENT ON FUNCTION nimble_cache_clear()
+  IS 'drop the API responses this backend keeps for cache_ttl; returns how many';

@@ -22,6 +22,7 @@
 
 #include <curl/curl.h>
 
+#include "common/hashfn.h"
 #include "common/pg_prng.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
@@ -58,7 +59,10 @@ struct NimbleHttpRequest
 	RequestState state;
 	CURL	   *easy;
 	int			attempts;
-	TimestampTz retry_at;
+	TimestampTz retry_at;		/* REQ_BACKOFF: when to try (again) */
+	TimestampTz throttled_since;	/* first held back by the rate limit */
+	TimestampTz launched_at;	/* the last attempt left */
+	bool		from_cache;
 
 	/* filled while the transfer runs (by callbacks: no palloc, no throw) */
 	CURLcode	result;
@@ -80,6 +84,7 @@ struct NimbleHttpSession
 	const NimbleServerOptions *opts;
 	const NimbleApiDef *api;
 	struct curl_slist *headers; /* malloc'd by curl; carries the key */
+	uint64		key_hash;		/* tells cache entries of keys apart */
 	NimbleScanStats *stats;
 	NimbleHttpRequest *requests;
 	MemoryContext cxt;
@@ -358,6 +363,8 @@ nimble_http_session_create(MemoryContext cxt, const NimbleServerOptions *opts,
 	append_header(session, "Accept: application/json");
 	auth = psprintf(api->auth_header, api_key);
 	append_header(session, auth);
+	session->key_hash = hash_bytes_extended((const unsigned char *) api_key,
+											strlen(api_key), 0);
 	/* the key was copied by curl; don't leave another copy lying around */
 	explicit_bzero(auth, strlen(auth));
 	pfree(auth);
@@ -380,14 +387,10 @@ nimble_http_request_create(NimbleHttpSession *session)
 	return req;
 }
 
-/* Put the request (again) on the multi handle. */
+/* Forget what an earlier attempt received. */
 static void
-launch(NimbleHttpRequest *req)
+reset_response(NimbleHttpRequest *req)
 {
-	const NimbleServerOptions *opts = req->session->opts;
-	CURL	   *easy = easy_get();
-	CURLMcode	mrc;
-
 	req->len = 0;
 	req->too_big = false;
 	req->out_of_memory = false;
@@ -398,6 +401,17 @@ launch(NimbleHttpRequest *req)
 	req->retry_after_ms[0] = '\0';
 	req->content_type[0] = '\0';
 	req->location[0] = '\0';
+}
+
+/* Put the request (again) on the multi handle. */
+static void
+launch(NimbleHttpRequest *req, TimestampTz now)
+{
+	const NimbleServerOptions *opts = req->session->opts;
+	CURL	   *easy = easy_get();
+	CURLMcode	mrc;
+
+	reset_response(req);
 
 	curl_easy_setopt(easy, CURLOPT_URL, req->url.data);
 	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, req->session->headers);
@@ -442,14 +456,49 @@ launch(NimbleHttpRequest *req)
 	}
 	req->easy = easy;
 	req->state = REQ_RUNNING;
+	req->launched_at = now;
 	req->attempts++;
 	req->session->stats->requests++;
+}
+
+/*
+ * Launch the request if the server's rate limit lets it start now; else
+ * hold it back (as if backing off) until its slot comes.  Returns whether
+ * it was launched.
+ */
+static bool
+try_launch(NimbleHttpRequest *req, TimestampTz now)
+{
+	const NimbleServerOptions *opts = req->session->opts;
+	long		wait_ms = nimble_throttle_acquire(opts->serverid,
+												  opts->max_requests_per_second,
+												  now);
+
+	if (wait_ms > 0)
+	{
+		if (req->throttled_since == 0)
+			req->throttled_since = now;
+		req->retry_at = TimestampTzPlusMilliseconds(now, wait_ms);
+		req->state = REQ_BACKOFF;
+		return false;
+	}
+	if (req->throttled_since != 0)
+	{
+		req->session->stats->throttled_ms +=
+			TimestampDifferenceMilliseconds(req->throttled_since, now);
+		req->throttled_since = 0;
+	}
+	launch(req, now);
+	return true;
 }
 
 void
 nimble_http_start(NimbleHttpRequest *req, const char *path,
 				  bool not_found_is_empty)
 {
+	NimbleHttpSession *session = req->session;
+	TimestampTz now;
+
 	nimble_http_cancel(req);
 	resetStringInfo(&req->url);
 	appendStringInfo(&req->url, "%s%s", req->session->opts->url, path);
@@ -457,7 +506,47 @@ nimble_http_start(NimbleHttpRequest *req, const char *path,
 	appendStringInfoString(&req->path, path);
 	req->not_found_is_empty = not_found_is_empty;
 	req->attempts = 0;
-	launch(req);
+	req->throttled_since = 0;
+	req->from_cache = false;
+	now = GetCurrentTimestamp();
+
+	if (session->opts->cache_ttl > 0)
+	{
+		size_t		len;
+		char	   *body = nimble_cache_lookup(session->opts->serverid,
+											   session->key_hash, req->url.data,
+											   session->opts->cache_ttl, now,
+											   &len);
+
+		if (body)
+		{
+			reset_response(req);
+			req->body = body;
+			req->len = len;
+			req->cap = len + 1;
+			req->status = 200;
+			req->state = REQ_DONE;
+			req->from_cache = true;
+			session->stats->cache_hits++;
+			return;
+		}
+	}
+	(void) try_launch(req, now);
+}
+
+/*
+ * The body of req, just received and decoded without fault, may answer the
+ * same request again within the server's cache_ttl.
+ */
+void
+nimble_http_remember(NimbleHttpRequest *req, const char *body, int len)
+{
+	NimbleHttpSession *session = req->session;
+
+	if (session->opts->cache_ttl <= 0 || req->from_cache)
+		return;
+	nimble_cache_store(session->opts->serverid, session->key_hash,
+					   req->url.data, req->launched_at, body, (size_t) len);
 }
 
 void
@@ -686,13 +775,14 @@ wait_for(NimbleHttpRequest *req)
 
 			if (r->state != REQ_BACKOFF)
 				continue;
-			wait_ms = TimestampDifferenceMilliseconds(now, r->retry_at);
-			if (wait_ms <= 0)
+			if (r->retry_at <= now && try_launch(r, now))
 			{
-				launch(r);
 				timeout = 0;
+				continue;
 			}
-			else if (timeout < 0 || wait_ms < timeout)
+			/* not due yet, or held back again by the rate limit */
+			wait_ms = Max(1, TimestampDifferenceMilliseconds(now, r->retry_at));
+			if (timeout < 0 || wait_ms < timeout)
 				timeout = wait_ms;
 		}
 

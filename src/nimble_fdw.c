@@ -54,6 +54,7 @@ void
 _PG_init(void)
 {
 	nimble_security_init();
+	nimble_cache_init();
 	nimble_http_init();
 }
 
@@ -352,6 +353,12 @@ nimble_explain_foreign_scan(ForeignScanState *node, ExplainState *es)
 		ExplainPropertyInteger("Nimble List Pages", NULL, stats->pages, es);
 		ExplainPropertyInteger("Nimble Retries", NULL, stats->retries, es);
 		ExplainPropertyInteger("Nimble Bytes", NULL, stats->bytes, es);
+		if (fsstate->server.cache_ttl > 0)
+			ExplainPropertyInteger("Nimble Cache Hits", NULL, stats->cache_hits, es);
+		/* a duration: shown with the timings, like the node's own times */
+		if (es->timing && stats->throttled_ms > 0)
+			ExplainPropertyInteger("Nimble Rate Limit Wait", "ms",
+								   stats->throttled_ms, es);
 	}
 }
 

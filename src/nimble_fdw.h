@@ -10,6 +10,8 @@
  *	quals.c		planning: batch_id keys, parameterized paths, costs
  *	scan.c		execution: keys -> requests -> decoded pages -> rows
  *	http.c		libcurl multi, waiting on the latch, retries, HTTP errors
+ *	throttle.c	max_requests_per_second, per server
+ *	cache.c		cache_ttl: responses kept per backend
  *	json_doc.c	one response body -> rows of captured JSON values
  *	decode.c	captured JSON value -> Datum of a column's type
  *	import.c	IMPORT FOREIGN SCHEMA
@@ -144,6 +146,9 @@ typedef struct NimbleServerOptions
 	int64		max_response_bytes;
 	char	   *ca_bundle;		/* CA certificates file, or NULL */
 	bool		tls_verify;		/* verify the peer and host name */
+	double		max_requests_per_second;	/* 0: no limit */
+	int			cache_ttl;		/* seconds; 0: no cache */
+	Oid			serverid;
 } NimbleServerOptions;
 
 typedef struct NimbleTableOptions
@@ -167,6 +172,22 @@ extern char *nimble_get_api_key(ForeignServer *server, Oid userid);
 
 extern void nimble_security_init(void);
 extern void nimble_check_allowed_host(const char *url, const char *servername);
+
+/* ----------------------------------------------------------------
+ *		Rate limit and response cache (throttle.c, cache.c)
+ * ----------------------------------------------------------------
+ */
+
+#define NIMBLE_DEFAULT_MAX_RPS 83	/* Nimble's default plan, per key */
+
+extern long nimble_throttle_acquire(Oid serverid, double rate, TimestampTz now);
+
+extern void nimble_cache_init(void);
+extern char *nimble_cache_lookup(Oid serverid, uint64 key_hash, const char *url,
+								 int ttl_s, TimestampTz now, size_t *len);
+extern void nimble_cache_store(Oid serverid, uint64 key_hash, const char *url,
+							   TimestampTz sent_at, const char *body, size_t len);
+extern void nimble_cache_usage(int64 *entries, int64 *bytes);
 
 /* ----------------------------------------------------------------
  *		Learned row counts (estimates.c)
@@ -258,6 +279,8 @@ typedef struct NimbleScanStats
 	int64		retries;
 	int64		pages;			/* list pages walked */
 	int64		bytes;			/* response body bytes received */
+	int64		cache_hits;		/* requests answered by the cache */
+	int64		throttled_ms;	/* time requests waited for the rate limit */
 } NimbleScanStats;
 
 typedef struct NimbleHttpSession NimbleHttpSession;
@@ -282,6 +305,8 @@ extern void nimble_http_start(NimbleHttpRequest *req, const char *path,
 extern NimbleHttpOutcome nimble_http_finish(NimbleHttpRequest *req,
 											MemoryContext owner,
 											char **body, int *len);
+extern void nimble_http_remember(NimbleHttpRequest *req, const char *body,
+								 int len);
 extern void nimble_http_cancel(NimbleHttpRequest *req);
 extern bool nimble_http_busy(NimbleHttpRequest *req);
 extern const char *nimble_http_path(NimbleHttpRequest *req);

@@ -10,6 +10,8 @@
  */
 #include "postgres.h"
 
+#include <math.h>
+
 #include <curl/curl.h>
 
 #include "access/reloptions.h"
@@ -39,7 +41,8 @@ typedef enum NimbleOptionKind
 	NIMBLE_OPT_RESOURCE,
 	NIMBLE_OPT_FIELD,
 	NIMBLE_OPT_BOOL,
-	NIMBLE_OPT_PATH
+	NIMBLE_OPT_PATH,
+	NIMBLE_OPT_REAL
 } NimbleOptionKind;
 
 typedef struct NimbleOption
@@ -60,6 +63,8 @@ static const NimbleOption nimble_options[] = {
 	{"max_retries", ForeignServerRelationId, NIMBLE_OPT_INT, 0, 10},
 	{"max_concurrency", ForeignServerRelationId, NIMBLE_OPT_INT, 1, 64},
 	{"max_response_bytes", ForeignServerRelationId, NIMBLE_OPT_INT, 1024, INT64CONST(1073741824)},
+	{"max_requests_per_second", ForeignServerRelationId, NIMBLE_OPT_REAL, 0, 100000},
+	{"cache_ttl", ForeignServerRelationId, NIMBLE_OPT_INT, 0, 604800},
 	{"ca_bundle", ForeignServerRelationId, NIMBLE_OPT_PATH},
 	{"tls_verify", ForeignServerRelationId, NIMBLE_OPT_BOOL},
 	{"api_key", UserMappingRelationId, NIMBLE_OPT_SECRET},
@@ -115,6 +120,26 @@ parse_int_option(const NimbleOption *opt, const char *value)
 				 errmsg("invalid value for option \"%s\": \"%s\"",
 						opt->name, value),
 				 errhint("\"%s\" must be an integer from " INT64_FORMAT
+						 " to " INT64_FORMAT ".",
+						 opt->name, opt->min, opt->max)));
+	return result;
+}
+
+static double
+parse_real_option(const NimbleOption *opt, const char *value)
+{
+	double		result;
+	char	   *end;
+
+	errno = 0;
+	result = strtod(value, &end);
+	if (errno != 0 || end == value || *end != '\0' || isnan(result) ||
+		result < opt->min || result > opt->max)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid value for option \"%s\": \"%s\"",
+						opt->name, value),
+				 errhint("\"%s\" must be a number from " INT64_FORMAT
 						 " to " INT64_FORMAT ".",
 						 opt->name, opt->min, opt->max)));
 	return result;
@@ -266,6 +291,9 @@ nimble_fdw_validator(PG_FUNCTION_ARGS)
 			case NIMBLE_OPT_INT:
 				(void) parse_int_option(opt, value);
 				break;
+			case NIMBLE_OPT_REAL:
+				(void) parse_real_option(opt, value);
+				break;
 			case NIMBLE_OPT_SECRET:
 				check_secret(opt->name, value);
 				break;
@@ -326,6 +354,9 @@ nimble_get_server_options(ForeignServer *server, NimbleServerOptions *opts)
 	opts->max_response_bytes = INT64CONST(67108864);
 	opts->ca_bundle = NULL;
 	opts->tls_verify = true;
+	opts->max_requests_per_second = NIMBLE_DEFAULT_MAX_RPS;
+	opts->cache_ttl = 0;
+	opts->serverid = server->serverid;
 
 	foreach(lc, server->options)
 	{
@@ -352,6 +383,10 @@ nimble_get_server_options(ForeignServer *server, NimbleServerOptions *opts)
 			opts->max_concurrency = (int) parse_int_option(opt, value);
 		else if (strcmp(opt->name, "max_response_bytes") == 0)
 			opts->max_response_bytes = parse_int_option(opt, value);
+		else if (strcmp(opt->name, "max_requests_per_second") == 0)
+			opts->max_requests_per_second = parse_real_option(opt, value);
+		else if (strcmp(opt->name, "cache_ttl") == 0)
+			opts->cache_ttl = (int) parse_int_option(opt, value);
 		else if (strcmp(opt->name, "ca_bundle") == 0)
 			opts->ca_bundle = pstrdup(value);
 		else if (strcmp(opt->name, "tls_verify") == 0)

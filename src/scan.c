@@ -482,6 +482,7 @@ finish_list_request(NimbleScan *scan)
 	status = nimble_doc_parse(scan->list_spec, body, len, &page->doc, &detail);
 	if (status != NIMBLE_DOC_OK)
 		report_bad_body(status, path, detail);
+	nimble_http_remember(scan->list_req, body, len);
 
 	if (page->doc.page[scan->list_total_slot].type == JSON_TOKEN_NUMBER)
 		nimble_learn_list_total(scan->table->serverid,
@@ -696,6 +697,7 @@ open_unit(NimbleScan *scan)
 	status = nimble_doc_parse(scan->unit_spec, body, len, &scan->cur_doc, &detail);
 	if (status != NIMBLE_DOC_OK)
 		report_bad_body(status, nimble_http_path(unit->req), detail);
+	nimble_http_remember(unit->req, body, len);
 	scan->cur_nrows = scan->route == NIMBLE_ROUTE_LIST_ROWS ? 1 : scan->cur_doc.nrows;
 	if (scan->route != NIMBLE_ROUTE_LIST_ROWS)
 	{
