@@ -653,6 +653,39 @@ backoff_delay_ms(NimbleHttpRequest *req)
 	return (long) (base * (1.0 - 0.25 * pg_prng_double(&pg_global_prng_state)));
 }
 
+/* Count new connections and the protocol of a finished transfer. */
+static void
+note_connection(NimbleHttpRequest *req, CURL *easy)
+{
+	long		connects = 0;
+	long		version = 0;
+	int			major;
+
+	if (curl_easy_getinfo(easy, CURLINFO_NUM_CONNECTS, &connects) == CURLE_OK)
+		req->session->stats->connections += connects;
+	if (curl_easy_getinfo(easy, CURLINFO_HTTP_VERSION, &version) != CURLE_OK)
+		return;
+	switch (version)
+	{
+		case CURL_HTTP_VERSION_1_0:
+		case CURL_HTTP_VERSION_1_1:
+			major = 1;
+			break;
+		case CURL_HTTP_VERSION_2_0:
+			major = 2;
+			break;
+#ifdef CURL_HTTP_VERSION_3
+		case CURL_HTTP_VERSION_3:
+			major = 3;
+			break;
+#endif
+		default:
+			major = 0;
+			break;
+	}
+	req->session->stats->http_version = Max(req->session->stats->http_version, major);
+}
+
 /* Collect finished transfers; schedule retries.  Never throws. */
 static void
 process_completions(void)
@@ -670,6 +703,7 @@ process_completions(void)
 		curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **) &req);
 		req->result = msg->data.result;
 		curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &req->status);
+		note_connection(req, easy);
 		detach(req);
 		req->session->stats->bytes += req->len;
 

@@ -355,6 +355,15 @@ nimble_explain_foreign_scan(ForeignScanState *node, ExplainState *es)
 		ExplainPropertyInteger("Nimble Bytes", NULL, stats->bytes, es);
 		if (fsstate->server.cache_ttl > 0)
 			ExplainPropertyInteger("Nimble Cache Hits", NULL, stats->cache_hits, es);
+		/* how the transfers went: depends on what earlier queries left open */
+		if (es->verbose)
+		{
+			ExplainPropertyInteger("Nimble New Connections", NULL,
+								   stats->connections, es);
+			if (stats->http_version > 0)
+				ExplainPropertyInteger("Nimble HTTP Version", NULL,
+									   stats->http_version, es);
+		}
 		/* a duration: shown with the timings, like the node's own times */
 		if (es->timing && stats->throttled_ms > 0)
 			ExplainPropertyInteger("Nimble Rate Limit Wait", "ms",

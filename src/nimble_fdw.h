@@ -281,6 +281,8 @@ typedef struct NimbleScanStats
 	int64		bytes;			/* response body bytes received */
 	int64		cache_hits;		/* requests answered by the cache */
 	int64		throttled_ms;	/* time requests waited for the rate limit */
+	int64		connections;	/* new connections opened (others reused) */
+	int			http_version;	/* highest HTTP major version seen, or 0 */
 } NimbleScanStats;
 
 typedef struct NimbleHttpSession NimbleHttpSession;
