@@ -41,6 +41,7 @@
  * of CPU per tuple).
  */
 #define NIMBLE_REQUEST_COST 1000.0
+#define NIMBLE_REQUEST_SECONDS 0.03	/* the round trip that cost stands for */
 
 /* What the planner assumes before it has seen the API. */
 #define NIMBLE_DEFAULT_LIST_ITEMS 100.0
@@ -334,7 +335,8 @@ choose_route(NimblePlanState *ps, bool have_keys)
 
 /*
  * Cost of one execution of the scan: list pages one after another, then
- * per-unit requests max_concurrency at a time.
+ * per-unit requests max_concurrency at a time, no faster than the rate
+ * limit allows.
  */
 static void
 estimate_cost(NimblePlanState *ps, NimbleRoute route, double nkeys,
@@ -361,6 +363,15 @@ estimate_cost(NimblePlanState *ps, NimbleRoute route, double nkeys,
 			break;
 	}
 	rounds = list_pages + ceil(unit_requests / ps->server.max_concurrency);
+
+	/*
+	 * Under max_requests_per_second, n requests take at least n / rate
+	 * seconds however many run at once: a full scan of many batches is then
+	 * slower than concurrency alone says.
+	 */
+	if (ps->server.max_requests_per_second > 0)
+		rounds = Max(rounds, (list_pages + unit_requests) /
+					 (ps->server.max_requests_per_second * NIMBLE_REQUEST_SECONDS));
 	*startup = NIMBLE_REQUEST_COST;
 	*total = Max(rounds, 1.0) * NIMBLE_REQUEST_COST + rows * cpu_tuple_cost * 10;
 }
