@@ -14,13 +14,14 @@ OBJS = \
 	src/security.o \
 	src/estimates.o \
 	src/throttle.o \
-	src/cache.o
+	src/cache.o \
+	src/stats.o
 
 EXTENSION = nimble_fdw
-DATA = nimble_fdw--1.0.sql
+DATA = nimble_fdw--1.0.sql nimble_fdw--1.0--1.1.sql
 PGFILEDESC = "nimble_fdw - foreign data wrapper for Nimble batch jobs"
 
-REGRESS = setup options batches batch_tasks batch_progress pushdown joins errors cache_and_rate
+REGRESS = setup options batches batch_tasks batch_progress pushdown joins errors cache_and_rate stats upgrade
 
 SHLIB_LINK = -lcurl
 # our sources build warning-free; CI keeps them so

@@ -86,6 +86,7 @@ struct NimbleHttpSession
 	struct curl_slist *headers; /* malloc'd by curl; carries the key */
 	uint64		key_hash;		/* tells cache entries of keys apart */
 	NimbleScanStats *stats;
+	NimbleServerStats *global; /* the backend's figures for the server */
 	NimbleHttpRequest *requests;
 	MemoryContext cxt;
 	MemoryContextCallback cleanup;
@@ -354,6 +355,8 @@ nimble_http_session_create(MemoryContext cxt, const NimbleServerOptions *opts,
 	session->opts = opts;
 	session->api = api;
 	session->stats = stats;
+	session->global = nimble_stats_for(opts->serverid);
+	session->global->scans++;
 	session->cxt = cxt;
 	/* owner of the header list first, so that nothing can leak it */
 	session->cleanup.func = session_cleanup;
@@ -459,6 +462,7 @@ launch(NimbleHttpRequest *req, TimestampTz now)
 	req->launched_at = now;
 	req->attempts++;
 	req->session->stats->requests++;
+	req->session->global->requests++;
 }
 
 /*
@@ -484,8 +488,10 @@ try_launch(NimbleHttpRequest *req, TimestampTz now)
 	}
 	if (req->throttled_since != 0)
 	{
-		req->session->stats->throttled_ms +=
-			TimestampDifferenceMilliseconds(req->throttled_since, now);
+		int64		waited_us = now - req->throttled_since;
+
+		req->session->stats->throttled_ms += waited_us / 1000;
+		req->session->global->rate_limit_wait_us += waited_us;
 		req->throttled_since = 0;
 	}
 	launch(req, now);
@@ -528,6 +534,7 @@ nimble_http_start(NimbleHttpRequest *req, const char *path,
 			req->state = REQ_DONE;
 			req->from_cache = true;
 			session->stats->cache_hits++;
+			session->global->cache_hits++;
 			return;
 		}
 	}
@@ -662,7 +669,10 @@ note_connection(NimbleHttpRequest *req, CURL *easy)
 	int			major;
 
 	if (curl_easy_getinfo(easy, CURLINFO_NUM_CONNECTS, &connects) == CURLE_OK)
+	{
 		req->session->stats->connections += connects;
+		req->session->global->connections += connects;
+	}
 	if (curl_easy_getinfo(easy, CURLINFO_HTTP_VERSION, &version) != CURLE_OK)
 		return;
 	switch (version)
@@ -706,6 +716,11 @@ process_completions(void)
 		note_connection(req, easy);
 		detach(req);
 		req->session->stats->bytes += req->len;
+		req->session->global->bytes += req->len;
+		if (req->result != CURLE_OK)
+			nimble_stats_error(req->session->global, 0);
+		else if (req->status >= 300)
+			nimble_stats_error(req->session->global, req->status);
 
 		if (retryable(req) && req->attempts <= req->session->opts->max_retries)
 		{
@@ -713,6 +728,7 @@ process_completions(void)
 														backoff_delay_ms(req));
 			req->state = REQ_BACKOFF;
 			req->session->stats->retries++;
+			req->session->global->retries++;
 		}
 		else
 			req->state = REQ_DONE;
@@ -792,7 +808,11 @@ static void
 wait_for(NimbleHttpRequest *req)
 {
 	NimbleHttpSession *session = req->session;
+	TimestampTz started;
 
+	if (req->state != REQ_RUNNING && req->state != REQ_BACKOFF)
+		return;
+	started = GetCurrentTimestamp();
 	while (req->state == REQ_RUNNING || req->state == REQ_BACKOFF)
 	{
 		TimestampTz now = GetCurrentTimestamp();
@@ -834,6 +854,7 @@ wait_for(NimbleHttpRequest *req)
 			timeout = 1000;
 		wait_and_act(timeout);
 	}
+	session->global->network_wait_us += GetCurrentTimestamp() - started;
 }
 
 /* ----------------------------------------------------------------

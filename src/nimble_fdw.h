@@ -190,6 +190,39 @@ extern void nimble_cache_store(Oid serverid, uint64 key_hash, const char *url,
 extern void nimble_cache_usage(int64 *entries, int64 *bytes);
 
 /* ----------------------------------------------------------------
+ *		Statistics of the backend, per server (stats.c)
+ * ----------------------------------------------------------------
+ */
+
+#define NIMBLE_STATS_MAX_STATUS 16
+
+typedef struct NimbleServerStats
+{
+	Oid			serverid;		/* hash key */
+	int64		scans;
+	int64		requests;		/* retries included */
+	int64		pages;
+	int64		bytes;
+	int64		retries;
+	int64		cache_hits;
+	int64		connections;	/* new connections opened */
+	int64		errors;			/* error responses and failed transfers */
+	int			nstatus;
+	struct
+	{
+		long		status;		/* HTTP status; 0: the transfer failed */
+		int64		count;
+	}			by_status[NIMBLE_STATS_MAX_STATUS];
+	int64		other_errors;	/* statuses beyond the table */
+	int64		network_wait_us;	/* waiting for responses */
+	int64		rate_limit_wait_us; /* held back by max_requests_per_second */
+	TimestampTz since;
+} NimbleServerStats;
+
+extern NimbleServerStats *nimble_stats_for(Oid serverid);
+extern void nimble_stats_error(NimbleServerStats *stats, long status);
+
+/* ----------------------------------------------------------------
  *		Learned row counts (estimates.c)
  * ----------------------------------------------------------------
  */

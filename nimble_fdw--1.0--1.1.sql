@@ -1,0 +1,38 @@
+/* nimble_fdw--1.0--1.1.sql: statistics and waiting for a batch */
+
+-- complain if script is sourced in psql, rather than via ALTER EXTENSION
+\echo Use "ALTER EXTENSION nimble_fdw UPDATE TO '1.1'" to load this file. \quit
+
+CREATE FUNCTION nimble_stats(
+    OUT server text,
+    OUT requests bigint,
+    OUT pages bigint,
+    OUT bytes bigint,
+    OUT retries bigint,
+    OUT cache_hits bigint,
+    OUT errors bigint,
+    OUT errors_by_status jsonb,
+    OUT network_wait_ms double precision,
+    OUT rate_limit_wait_ms double precision,
+    OUT connections bigint,
+    OUT since timestamptz,
+    OUT scans bigint)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME'
+LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED;
+
+COMMENT ON FUNCTION nimble_stats()
+  IS 'what this backend asked of each nimble_fdw server: requests, pages, bytes, retries, cache hits, errors, waiting';
+
+CREATE VIEW nimble_stats AS SELECT * FROM nimble_stats();
+
+COMMENT ON VIEW nimble_stats
+  IS 'what this backend asked of each nimble_fdw server (see nimble_stats())';
+
+CREATE FUNCTION nimble_stats_reset()
+RETURNS void
+AS 'MODULE_PATHNAME'
+LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED;
+
+COMMENT ON FUNCTION nimble_stats_reset()
+  IS 'zero the statistics of this backend';

@@ -1,0 +1,51 @@
+--
+-- stats: nimble_stats adds up what this backend asked of each server
+--
+\getenv mock_url NIMBLE_MOCK_URL
+\set b1 'b1000000-0000-4000-8000-000000000001'
+\set b4 'b1000000-0000-4000-8000-000000000004'
+\set rate_limited :mock_url '/fault=status/status=429/times=1/retry_after_ms=10/v1'
+
+\d nimble_stats
+SELECT nimble_stats_reset();
+SELECT count(*) FROM nimble_stats;
+
+-- a list walk of three pages with twelve progress calls, then two keyed
+-- requests, one of them for a batch that does not exist (404, no rows)
+SELECT count(*) FROM nimble.batch_progress;
+SELECT count(*) FROM nimble.batch_tasks WHERE batch_id IN (:'b1', 'no-such-batch');
+SELECT server, requests, pages, retries, cache_hits, errors, errors_by_status,
+       scans, bytes > 0 AS got_bytes, network_wait_ms > 0 AS waited,
+       rate_limit_wait_ms >= 0 AS rate_wait_known,
+       since <= now() AS since_before_now
+  FROM nimble_stats;
+
+-- a 429 that a retry got past, on a second server, and cache hits
+CREATE SERVER stats_srv FOREIGN DATA WRAPPER nimble_fdw
+  OPTIONS (url :'rate_limited', max_retries '1', cache_ttl '60',
+           max_requests_per_second '0');
+CREATE USER MAPPING FOR CURRENT_USER SERVER stats_srv OPTIONS (api_key 'test-key');
+CREATE FOREIGN TABLE stats_progress (batch_id text, completed boolean)
+  SERVER stats_srv OPTIONS (resource 'batch_progress');
+\set x `curl -s "$NIMBLE_MOCK_URL/_mock/reset"`
+SELECT * FROM stats_progress WHERE batch_id = :'b4';
+SELECT * FROM stats_progress WHERE batch_id = :'b4';
+SELECT server, requests, pages, retries, cache_hits, errors, errors_by_status, scans
+  FROM nimble_stats ORDER BY server;
+
+-- a failed transfer counts as "transport"
+ALTER SERVER stats_srv OPTIONS (SET url 'http://127.0.0.1:1/v1', SET max_retries '0');
+\set VERBOSITY terse
+SELECT sqlstate_of(format('SELECT * FROM stats_progress WHERE batch_id = %L', :'b1'));
+\set VERBOSITY default
+SELECT server, requests, errors, errors_by_status
+  FROM nimble_stats WHERE server = 'stats_srv';
+
+-- a reset starts from zero; a dropped server leaves the view
+SELECT nimble_stats_reset();
+SELECT server, requests, errors, errors_by_status, scans FROM nimble_stats ORDER BY server;
+DROP FOREIGN TABLE stats_progress;
+DROP USER MAPPING FOR CURRENT_USER SERVER stats_srv;
+DROP SERVER stats_srv;
+SELECT server FROM nimble_stats;
+SELECT nimble_cache_clear() >= 0 AS cleared;

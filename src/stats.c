@@ -1,0 +1,183 @@
+/*-------------------------------------------------------------------------
+ *
+ * stats.c
+ *		  What this backend's scans asked of each server: nimble_stats().
+ *
+ * EXPLAIN ANALYZE tells about one scan; these counters add up every scan
+ * of the backend since it started (or since nimble_stats_reset()), per
+ * foreign server, so a session can tell a slow API from a slow query, see
+ * its 429s and its cache hits.  They are plain backend-local counters: the
+ * HTTP code bumps them as things happen, so a scan that fails half-way is
+ * counted as far as it got.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "fmgr.h"
+#include "foreign/foreign.h"
+#include "funcapi.h"
+#include "lib/stringinfo.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+#include "utils/tuplestore.h"
+
+#include "nimble_fdw.h"
+
+PG_FUNCTION_INFO_V1(nimble_stats);
+PG_FUNCTION_INFO_V1(nimble_stats_reset);
+
+static HTAB *server_stats = NULL;
+
+NimbleServerStats *
+nimble_stats_for(Oid serverid)
+{
+	NimbleServerStats *entry;
+	bool		found;
+
+	if (server_stats == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(Oid);
+		ctl.entrysize = sizeof(NimbleServerStats);
+		ctl.hcxt = TopMemoryContext;
+		server_stats = hash_create("nimble_fdw statistics", 8, &ctl,
+								   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	entry = hash_search(server_stats, &serverid, HASH_ENTER, &found);
+	if (!found)
+	{
+		memset(entry, 0, sizeof(NimbleServerStats));
+		entry->serverid = serverid;
+		entry->since = GetCurrentTimestamp();
+	}
+	return entry;
+}
+
+/* A response with an error status, or (status 0) a transfer that failed. */
+void
+nimble_stats_error(NimbleServerStats *stats, long status)
+{
+	int			i;
+
+	stats->errors++;
+	for (i = 0; i < stats->nstatus; i++)
+	{
+		if (stats->by_status[i].status == status)
+		{
+			stats->by_status[i].count++;
+			return;
+		}
+	}
+	if (i < NIMBLE_STATS_MAX_STATUS)
+	{
+		stats->by_status[i].status = status;
+		stats->by_status[i].count = 1;
+		stats->nstatus++;
+	}
+	else
+		stats->other_errors++;
+}
+
+/* {"429": 3, "transport": 1}: the errors of a server by HTTP status */
+static Datum
+errors_jsonb(NimbleServerStats *stats)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '{');
+	for (int i = 0; i < stats->nstatus; i++)
+	{
+		if (i > 0)
+			appendStringInfoString(&buf, ", ");
+		if (stats->by_status[i].status == 0)
+			appendStringInfo(&buf, "\"transport\": " INT64_FORMAT,
+							 stats->by_status[i].count);
+		else
+			appendStringInfo(&buf, "\"%ld\": " INT64_FORMAT,
+							 stats->by_status[i].status,
+							 stats->by_status[i].count);
+	}
+	if (stats->other_errors > 0)
+		appendStringInfo(&buf, "%s\"other\": " INT64_FORMAT,
+						 stats->nstatus > 0 ? ", " : "", stats->other_errors);
+	appendStringInfoChar(&buf, '}');
+	return DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data));
+}
+
+/*
+ * nimble_stats() returns one row per foreign server this backend has sent
+ * requests to (or answered from its cache).
+ */
+Datum
+nimble_stats(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	HASH_SEQ_STATUS seq;
+	NimbleServerStats *stats;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (server_stats == NULL)
+		PG_RETURN_VOID();
+
+	hash_seq_init(&seq, server_stats);
+	while ((stats = hash_seq_search(&seq)) != NULL)
+	{
+		ForeignServer *server = GetForeignServerExtended(stats->serverid,
+														 FSV_MISSING_OK);
+		Datum		values[13];
+		bool		nulls[13] = {0};
+		int			i = 0;
+
+		/* a server dropped since: its figures go with it */
+		if (server == NULL)
+			continue;
+		values[i++] = CStringGetTextDatum(server->servername);
+		values[i++] = Int64GetDatum(stats->requests);
+		values[i++] = Int64GetDatum(stats->pages);
+		values[i++] = Int64GetDatum(stats->bytes);
+		values[i++] = Int64GetDatum(stats->retries);
+		values[i++] = Int64GetDatum(stats->cache_hits);
+		values[i++] = Int64GetDatum(stats->errors);
+		values[i++] = errors_jsonb(stats);
+		values[i++] = Float8GetDatum(stats->network_wait_us / 1000.0);
+		values[i++] = Float8GetDatum(stats->rate_limit_wait_us / 1000.0);
+		values[i++] = Int64GetDatum(stats->connections);
+		values[i++] = TimestampTzGetDatum(stats->since);
+		values[i++] = Int64GetDatum(stats->scans);
+		Assert(i == lengthof(values));
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	PG_RETURN_VOID();
+}
+
+/*
+ * nimble_stats_reset(): start counting again from zero.  The entries are
+ * zeroed in place: a scan running in the same query still points to them.
+ */
+Datum
+nimble_stats_reset(PG_FUNCTION_ARGS)
+{
+	HASH_SEQ_STATUS seq;
+	NimbleServerStats *stats;
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (server_stats == NULL)
+		PG_RETURN_VOID();
+	hash_seq_init(&seq, server_stats);
+	while ((stats = hash_seq_search(&seq)) != NULL)
+	{
+		Oid			serverid = stats->serverid;
+
+		memset(stats, 0, sizeof(NimbleServerStats));
+		stats->serverid = serverid;
+		stats->since = now;
+	}
+	PG_RETURN_VOID();
+}
