@@ -49,3 +49,46 @@ DROP USER MAPPING FOR CURRENT_USER SERVER stats_srv;
 DROP SERVER stats_srv;
 SELECT server FROM nimble_stats;
 SELECT nimble_cache_clear() >= 0 AS cleared;
+
+-- while a request hangs, pg_stat_activity shows the backend waiting in the
+-- extension (PostgreSQL 15 has no custom wait event names: type and name
+-- are both "Extension"), not running a query on the CPU
+CREATE EXTENSION dblink;
+\set stalled :mock_url '/fault=stall_headers/stall=30/v1'
+CREATE SERVER stalled FOREIGN DATA WRAPPER nimble_fdw
+  OPTIONS (url :'stalled', max_retries '0');
+CREATE USER MAPPING FOR CURRENT_USER SERVER stalled OPTIONS (api_key 'test-key');
+CREATE FOREIGN TABLE stalled_progress (batch_id text, completed boolean)
+  SERVER stalled OPTIONS (resource 'batch_progress');
+SELECT dblink_connect('waiter', format('host=%s port=%s dbname=%s',
+         split_part(current_setting('unix_socket_directories'), ',', 1),
+         current_setting('port'), current_database()));
+SELECT dblink_send_query('waiter',
+  format('SELECT * FROM stalled_progress WHERE batch_id = %L', :'b1'));
+CREATE FUNCTION waiting_on_api() RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+  w text;
+BEGIN
+  FOR i IN 1..200 LOOP
+    SELECT wait_event_type || '/' || wait_event INTO w
+      FROM pg_stat_activity
+     WHERE query LIKE '%FROM stalled_progress%' AND pid <> pg_backend_pid()
+       AND state = 'active';
+    IF w = 'Extension/Extension' THEN
+      RETURN w;
+    END IF;
+    PERFORM pg_sleep(0.05);
+  END LOOP;
+  RETURN coalesce(w, 'not found');
+END $$;
+SELECT waiting_on_api();
+SELECT pg_cancel_backend(pid) FROM pg_stat_activity
+ WHERE query LIKE '%FROM stalled_progress%' AND pid <> pg_backend_pid();
+SELECT * FROM dblink_get_result('waiter') AS t(batch_id text, completed boolean);
+SELECT dblink_disconnect('waiter');
+DROP FUNCTION waiting_on_api();
+DROP FOREIGN TABLE stalled_progress;
+DROP USER MAPPING FOR CURRENT_USER SERVER stalled;
+DROP SERVER stalled;
+DROP EXTENSION dblink;
