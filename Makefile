@@ -38,12 +38,28 @@ include $(PGXS)
 # PGXS tracks no header dependencies: every object depends on our headers
 $(OBJS): src/nimble_fdw.h src/json_doc.h
 
-.PHONY: demo test fuzz reliability
+.PHONY: demo test regress-test http2-check cron-test fuzz reliability bench
 demo:
 	test/run.sh demo
 
-test:
+# every test: the pg_regress suites (which build and install), then the
+# checks that need real components besides PostgreSQL
+test: regress-test
+	$(MAKE) http2-check
+	$(MAKE) cron-test
+
+# the mock's self-check and the pg_regress suites, with the key-in-log check
+regress-test:
 	test/run.sh test
+
+# HTTP/2 multiplexing (nginx, TLS, ALPN) and keep-alive reuse; about 5 s
+http2-check:
+	test/http2/run.sh
+
+# README section 9's pg_cron recipes, run by a real pg_cron against the
+# mock (about 1 min: pg_cron runs jobs on minute boundaries)
+cron-test:
+	test/cron/run.sh
 
 # a 60 s fuzz run of the response decoder (make -C test/fuzz run: 10 min)
 fuzz:

@@ -34,6 +34,7 @@
 
 #define NIMBLE_MAX_SOCKETS 256
 #define NIMBLE_EASY_POOL 64
+#define NIMBLE_MAX_CONNECTIONS 64	/* the top of max_concurrency's range */
 #define NIMBLE_USER_AGENT "nimble_fdw/1.0"
 
 /* backoff as the official SDKs: 0.5 s doubling to 8 s, 25% jitter */
@@ -260,6 +261,12 @@ get_multi(void)
 		curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
 		curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, timer_cb);
 		curl_multi_setopt(multi, CURLMOPT_PIPELINING, (long) CURLPIPE_MULTIPLEX);
+		/*
+		 * Keep every connection a scan opened for the next one.  curl's
+		 * default cache is 4 x the transfers still attached, so the end of
+		 * a scan of 8 concurrent HTTP/1.1 transfers would close some.
+		 */
+		curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, (long) NIMBLE_MAX_CONNECTIONS);
 		nimble_multi = multi;
 	}
 	return nimble_multi;
