@@ -36,3 +36,19 @@ LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED;
 
 COMMENT ON FUNCTION nimble_stats_reset()
   IS 'zero the statistics of this backend';
+
+CREATE TYPE nimble_batch_progress AS (
+    batch_id text,
+    completed boolean,
+    completed_count integer,
+    progress numeric,
+    completed_at timestamptz);
+
+CREATE FUNCTION nimble_wait_batch(batch_id text, timeout interval,
+                                  server name DEFAULT NULL)
+RETURNS nimble_batch_progress
+AS 'MODULE_PATHNAME'
+LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+
+COMMENT ON FUNCTION nimble_wait_batch(text, interval, name)
+  IS 'poll a batch''s progress with backoff until it completes (returns its progress) or the timeout passes (an error)';

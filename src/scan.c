@@ -152,7 +152,8 @@ bind_columns(NimbleScan *scan, TupleDesc tupdesc, List *retrieved_attrs)
 		AttrNumber	attnum = lfirst_int(lc);
 		Form_pg_attribute attr = TupleDescAttr(tupdesc, attnum - 1);
 		ColumnBinding *b = &scan->bindings[n];
-		char	   *field = nimble_get_column_field(scan->table->relid, attnum);
+		char	   *field = OidIsValid(scan->table->relid)
+			? nimble_get_column_field(scan->table->relid, attnum) : NULL;
 		const char *path;
 		bool		count = false;
 
@@ -724,9 +725,14 @@ conversion_error_callback(void *arg)
 	value = scan->err_value ? nimble_json_value_text(scan->err_value) : scan->cur.key;
 	if (value && strlen(value) > 100)
 		value = psprintf("%.*s...", pg_mbcliplen(value, strlen(value), 100), value);
-	errcontext("column \"%s\" of foreign table \"%s\", batch \"%s\", value \"%s\"",
-			   scan->err_binding->name, get_rel_name(scan->table->relid),
-			   scan->cur.key, value ? value : "");
+	if (OidIsValid(scan->table->relid))
+		errcontext("column \"%s\" of foreign table \"%s\", batch \"%s\", value \"%s\"",
+				   scan->err_binding->name, get_rel_name(scan->table->relid),
+				   scan->cur.key, value ? value : "");
+	else
+		errcontext("column \"%s\" of %s, batch \"%s\", value \"%s\"",
+				   scan->err_binding->name, scan->res->name,
+				   scan->cur.key, value ? value : "");
 }
 
 static void

@@ -1,0 +1,213 @@
+/*-------------------------------------------------------------------------
+ *
+ * wait.c
+ *		  nimble_wait_batch(): block until a batch completes, or time out.
+ *
+ * A script that submits a batch and then reads its results needs to wait
+ * for it.  This function polls the batch's progress through the same scan
+ * code as the batch_progress table (so the same retries, rate limit, error
+ * handling and cancel), with a backoff from 1 s doubling to 30 s, and
+ * sleeps on the latch between polls so that a cancel or statement_timeout
+ * ends the wait at once.  The cache is bypassed: an answer from memory
+ * would only make the wait longer.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "catalog/pg_foreign_server.h"
+#include "fmgr.h"
+#include "foreign/foreign.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "storage/latch.h"
+#include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
+
+#include "nimble_fdw.h"
+
+PG_FUNCTION_INFO_V1(nimble_wait_batch);
+
+#define WAIT_FIRST_DELAY_MS 1000
+#define WAIT_MAX_DELAY_MS 30000
+
+/* The one server of this wrapper, when the caller named none. */
+static ForeignServer *
+only_nimble_server(void)
+{
+	ForeignDataWrapper *fdw = GetForeignDataWrapperByName("nimble_fdw", true);
+	List	   *names = NIL;
+	Relation	rel;
+	TableScanDesc scan;
+	HeapTuple	tuple;
+
+	if (fdw == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("foreign-data wrapper \"nimble_fdw\" does not exist")));
+	rel = table_open(ForeignServerRelationId, AccessShareLock);
+	scan = table_beginscan_catalog(rel, 0, NULL);
+	while ((tuple = heap_getnext(scan, ForwardScanDirection)) != NULL)
+	{
+		Form_pg_foreign_server srv = (Form_pg_foreign_server) GETSTRUCT(tuple);
+
+		if (srv->srvfdw == fdw->fdwid)
+			names = lappend(names, pstrdup(NameStr(srv->srvname)));
+	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+
+	if (list_length(names) != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("nimble_wait_batch needs a server name: there are %d nimble_fdw servers",
+						list_length(names)),
+				 errhint("Pass the server as the third argument: nimble_wait_batch(batch_id, timeout, 'server').")));
+	return GetForeignServerByName(linitial(names), false);
+}
+
+static int64
+interval_to_usecs(Interval *iv)
+{
+	return iv->time + (int64) iv->day * USECS_PER_DAY +
+		(int64) iv->month * DAYS_PER_MONTH * USECS_PER_DAY;
+}
+
+/*
+ * nimble_wait_batch(batch_id text, timeout interval, server name DEFAULT NULL)
+ * RETURNS nimble_batch_progress
+ */
+Datum
+nimble_wait_batch(PG_FUNCTION_ARGS)
+{
+	char	   *batch_id;
+	int64		timeout_us;
+	ForeignServer *server;
+	NimbleServerOptions sopts;
+	NimbleTableOptions topts;
+	TupleDesc	tupdesc;
+	List	   *attrs = NIL;
+	int			completed_att = -1;
+	char	   *api_key;
+	TimestampTz deadline;
+	long		delay_ms = WAIT_FIRST_DELAY_MS;
+	MemoryContext poll_cxt;
+	MemoryContext oldcxt;
+	Datum	   *values;
+	bool	   *nulls;
+	char	   *last_progress = NULL;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		PG_RETURN_NULL();
+	batch_id = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	timeout_us = interval_to_usecs(PG_GETARG_INTERVAL_P(1));
+	if (timeout_us < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("the timeout of nimble_wait_batch must not be negative")));
+	server = PG_ARGISNULL(2) ? only_nimble_server()
+		: GetForeignServerByName(NameStr(*PG_GETARG_NAME(2)), false);
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "nimble_wait_batch must return a composite type");
+	tupdesc = BlessTupleDesc(tupdesc);
+	for (int i = 0; i < tupdesc->natts; i++)
+	{
+		attrs = lappend_int(attrs, i + 1);
+		if (strcmp(NameStr(TupleDescAttr(tupdesc, i)->attname), "completed") == 0)
+			completed_att = i;
+	}
+	Assert(completed_att >= 0);
+
+	/* the same checks as a scan of batch_progress, in the same order */
+	nimble_get_server_options(server, &sopts);
+	if (GetForeignDataWrapper(server->fdwid)->fdwhandler == InvalidOid ||
+		strcmp(get_func_name(GetForeignDataWrapper(server->fdwid)->fdwhandler),
+			   "nimble_fdw_handler") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("server \"%s\" is not a nimble_fdw server", server->servername)));
+	sopts.cache_ttl = 0;
+	topts.relid = InvalidOid;
+	topts.serverid = server->serverid;
+	topts.api = nimble_api_lookup(sopts.api);
+	topts.resource = topts.api ? nimble_resource_lookup(topts.api, "batch_progress") : NULL;
+	if (topts.resource == NULL || topts.resource->keyed_endpoint < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("the %s API of server \"%s\" has no batch progress to wait on",
+						sopts.api, server->servername)));
+	nimble_check_allowed_host(sopts.url, server->servername);
+	api_key = nimble_get_api_key(server, GetUserId());
+
+	values = palloc(sizeof(Datum) * tupdesc->natts);
+	nulls = palloc(sizeof(bool) * tupdesc->natts);
+	deadline = GetCurrentTimestamp() + timeout_us;
+	poll_cxt = AllocSetContextCreate(CurrentMemoryContext, "nimble_fdw wait",
+									 ALLOCSET_DEFAULT_SIZES);
+	for (;;)
+	{
+		NimbleScan *scan;
+		bool		found;
+		TimestampTz now;
+		long		sleep_ms;
+
+		oldcxt = MemoryContextSwitchTo(poll_cxt);
+		scan = nimble_scan_create(poll_cxt, &topts, &sopts, api_key, tupdesc,
+								  NIMBLE_ROUTE_KEYED, attrs, false);
+		nimble_scan_set_keys(scan, list_make1(batch_id));
+		memset(nulls, true, sizeof(bool) * tupdesc->natts);
+		found = nimble_scan_next(scan, values, nulls);
+		MemoryContextSwitchTo(oldcxt);
+
+		if (!found)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("batch \"%s\" does not exist", batch_id),
+					 errhint("The API answered 404 for its progress: check the batch id and the server's api key.")));
+		if (!nulls[completed_att] && DatumGetBool(values[completed_att]))
+		{
+			/* the row, copied out of the poll's memory before it goes */
+			HeapTuple	tuple = heap_form_tuple(tupdesc, values, nulls);
+			Datum		result = HeapTupleGetDatum(tuple);
+
+			MemoryContextDelete(poll_cxt);
+			PG_RETURN_DATUM(result);
+		}
+		if (last_progress)
+			pfree(last_progress);
+		last_progress = NULL;
+		for (int i = 0; i < tupdesc->natts; i++)
+		{
+			if (strcmp(NameStr(TupleDescAttr(tupdesc, i)->attname), "progress") == 0 &&
+				!nulls[i])
+				last_progress = DatumGetCString(DirectFunctionCall1(numeric_out, values[i]));
+		}
+		MemoryContextReset(poll_cxt);
+
+		now = GetCurrentTimestamp();
+		if (now >= deadline)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("batch \"%s\" did not complete within the timeout", batch_id),
+					 errdetail("Its progress was %s at the last poll.",
+							   last_progress ? last_progress : "unknown"),
+					 errhint("Call nimble_wait_batch again, or with a longer timeout.")));
+
+		/* sleep on the latch: a cancel or statement_timeout ends it at once */
+		sleep_ms = Min(delay_ms, TimestampDifferenceMilliseconds(now, deadline));
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 Max(sleep_ms, 1), PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		delay_ms = Min(delay_ms * 2, WAIT_MAX_DELAY_MS);
+	}
+}
