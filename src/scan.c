@@ -593,7 +593,8 @@ next_unit(NimbleScan *scan, Unit *unit, bool may_wait)
 		}
 		if (scan->list_req_running)
 		{
-			if (!may_wait)
+			/* a page that has arrived is taken at once: no waiting */
+			if (!may_wait && nimble_http_busy(scan->list_req))
 				return false;
 			finish_list_request(scan);
 			continue;
