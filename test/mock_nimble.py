@@ -99,6 +99,12 @@ CONTROL ENDPOINTS (no auth, never counted, never delayed)
         modified_at to 2026-06-01T12:00:00.000Z, recompute derived values.
     GET /_mock/last_headers -> headers of the last API request, names
         lower-cased, authorization value "<redacted>", plus "authorized":bool
+    GET /_mock/requests -> [{"path","t"},..]: the API requests since the last
+        reset, in arrival order (at most the last 2,000,000).  "path" is the
+        request target as sent (fault prefix and query string included);
+        "t" is time.monotonic() when its headers had been read (CLOCK_MONOTONIC,
+        comparable with other processes' monotonic clocks), before any latency.
+        Control requests are not logged; unauthorized and faulted ones are.
     Counted: every non-/_mock request, including 400/401/404/405 and faults.
 
 FAULTS (prefix segments)
@@ -151,6 +157,7 @@ FAULTS (prefix segments)
 
 import argparse
 import base64
+import collections
 import copy
 import email.utils
 import http
@@ -365,6 +372,9 @@ def decode_cursor(cur, total):
 # server state
 # --------------------------------------------------------------------------
 
+REQUEST_LOG_MAX = 2000000  # entries kept for /_mock/requests
+
+
 class MockState:
     def __init__(self, batches):
         self.lock = threading.Lock()
@@ -380,6 +390,7 @@ class MockState:
             self.counts = {"total": 0, "list": 0, "details": 0, "progress": 0,
                            "unauthorized": 0}
             self.by_path = {}
+            self.requests = collections.deque(maxlen=REQUEST_LOG_MAX)
             self.fault_seen = {}
             self.last_headers = {}
             for i, orig in self.originals.items():
@@ -393,8 +404,10 @@ class MockState:
         items[i] = self.rendered[i][2]
         self.list_items = items  # swap atomically for readers
 
-    def record(self, endpoint, path, headers, authorized):
+    def record(self, endpoint, path, headers, authorized, target=None, t=None):
         with self.lock:
+            if target is not None:
+                self.requests.append((target, t))
             self.counts["total"] += 1
             if endpoint:
                 self.counts[endpoint] += 1
@@ -701,6 +714,10 @@ class Handler(BaseHTTPRequestHandler):
             with st.lock:
                 d = dict(st.counts, by_path=dict(sorted(st.by_path.items())))
             return self._send(200, dumps(d))
+        if name == "requests" and method == "GET":
+            with st.lock:
+                reqs = list(st.requests)
+            return self._send(200, dumps([{"path": pth, "t": t} for pth, t in reqs]))
         if name == "reset" and method in ("GET", "POST"):
             st.reset()
             return self._text(200, "ok")
@@ -724,6 +741,7 @@ class Handler(BaseHTTPRequestHandler):
 
     # ---- API ----
     def _api(self, method, path, query):
+        arrived = time.monotonic()
         srv, st = self.server, self.server.state
         parts = path.split("/")[1:] if path.startswith("/") else []
         i = 0
@@ -747,7 +765,7 @@ class Handler(BaseHTTPRequestHandler):
         for k, v in self.headers.items():
             hdrs[k.lower()] = "<redacted>" if k.lower() == "authorization" else v
         hdrs["authorized"] = authorized
-        st.record(endpoint, rest, hdrs, authorized)
+        st.record(endpoint, rest, hdrs, authorized, self.path, arrived)
 
         try:
             p = parse_prefix(prefix_segs)

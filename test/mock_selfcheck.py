@@ -299,6 +299,18 @@ def test_control(c):
           and lh.get("user-agent") == "nimble_fdw/0.1"
           and lh.get("accept") == "application/json", lh)
     check("control not counted", c.ctl("count") == "7")
+    reqs = json.loads(c.ctl("requests"))
+    check("requests log", [r["path"] for r in reqs] == [
+        "/v1/batches", "/v1/batches/" + bid(1), "/v1/batches/%s/progress" % bid(1),
+        "/v1/batches/%s/progress" % bid(2), "/fault=status/status=500/v1/batches/" + bid(1),
+        "/v1/batches", "/v1/batches"], reqs)
+    ts = [r["t"] for r in reqs]
+    check("requests log times", ts == sorted(ts) and abs(time.monotonic() - ts[-1]) < 60, ts)
+    c.req("/v1/batches?limit=2&cursor=cur_MA")
+    check("requests log query", json.loads(c.ctl("requests"))[-1]["path"]
+          == "/v1/batches?limit=2&cursor=cur_MA")
+    c.ctl("reset")
+    check("requests log reset", json.loads(c.ctl("requests")) == [])
 
     # task_state
     before = c.req("/v1/batches/" + bid(6))[2]
