@@ -62,6 +62,10 @@ http2-check:
 cron-test:
 	test/cron/run.sh
 
+# issue 4's benchmark against curl baselines: test/bench/REPORT.md (~13 min)
+bench:
+	test/bench/run.sh
+
 # a 60 s fuzz run of the response decoder (make -C test/fuzz run: 10 min)
 fuzz:
 	$(MAKE) -C test/fuzz smoke
