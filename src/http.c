@@ -93,6 +93,16 @@ struct NimbleHttpSession
 	MemoryContextCallback cleanup;
 };
 
+/*
+ * Count n more of a figure kept twice: for the scan (EXPLAIN ANALYZE) and for
+ * the backend's server statistics (nimble_stats), which share field names.
+ */
+#define COUNT(session, field, n) \
+	do { \
+		(session)->stats->field += (n); \
+		(session)->global->field += (n); \
+	} while (0)
+
 /* The backend's multi handle and the sockets/timer it asked us to watch. */
 typedef struct SocketWatch
 {
@@ -468,8 +478,7 @@ launch(NimbleHttpRequest *req, TimestampTz now)
 	req->state = REQ_RUNNING;
 	req->launched_at = now;
 	req->attempts++;
-	req->session->stats->requests++;
-	req->session->global->requests++;
+	COUNT(req->session, requests, 1);
 }
 
 /*
@@ -495,10 +504,7 @@ try_launch(NimbleHttpRequest *req, TimestampTz now)
 	}
 	if (req->throttled_since != 0)
 	{
-		int64		waited_us = now - req->throttled_since;
-
-		req->session->stats->throttled_ms += waited_us / 1000;
-		req->session->global->rate_limit_wait_us += waited_us;
+		COUNT(req->session, rate_limit_wait_us, now - req->throttled_since);
 		req->throttled_since = 0;
 	}
 	launch(req, now);
@@ -540,12 +546,18 @@ nimble_http_start(NimbleHttpRequest *req, const char *path,
 			req->status = 200;
 			req->state = REQ_DONE;
 			req->from_cache = true;
-			session->stats->cache_hits++;
-			session->global->cache_hits++;
+			COUNT(session, cache_hits, 1);
 			return;
 		}
 	}
 	(void) try_launch(req, now);
+}
+
+/* A page of the list was walked. */
+void
+nimble_http_count_page(NimbleHttpSession *session)
+{
+	COUNT(session, pages, 1);
 }
 
 /*
@@ -676,10 +688,7 @@ note_connection(NimbleHttpRequest *req, CURL *easy)
 	int			major;
 
 	if (curl_easy_getinfo(easy, CURLINFO_NUM_CONNECTS, &connects) == CURLE_OK)
-	{
-		req->session->stats->connections += connects;
-		req->session->global->connections += connects;
-	}
+		COUNT(req->session, connections, connects);
 	if (curl_easy_getinfo(easy, CURLINFO_HTTP_VERSION, &version) != CURLE_OK)
 		return;
 	switch (version)
@@ -722,8 +731,7 @@ process_completions(void)
 		curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &req->status);
 		note_connection(req, easy);
 		detach(req);
-		req->session->stats->bytes += req->len;
-		req->session->global->bytes += req->len;
+		COUNT(req->session, bytes, req->len);
 		if (req->result != CURLE_OK)
 			nimble_stats_error(req->session->global, 0);
 		else if (req->status >= 300)
@@ -734,8 +742,7 @@ process_completions(void)
 			req->retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 														backoff_delay_ms(req));
 			req->state = REQ_BACKOFF;
-			req->session->stats->retries++;
-			req->session->global->retries++;
+			COUNT(req->session, retries, 1);
 		}
 		else
 			req->state = REQ_DONE;

@@ -365,9 +365,9 @@ nimble_explain_foreign_scan(ForeignScanState *node, ExplainState *es)
 									   stats->http_version, es);
 		}
 		/* a duration: shown with the timings, like the node's own times */
-		if (es->timing && stats->throttled_ms > 0)
+		if (es->timing && stats->rate_limit_wait_us >= 1000)
 			ExplainPropertyInteger("Nimble Rate Limit Wait", "ms",
-								   stats->throttled_ms, es);
+								   stats->rate_limit_wait_us / 1000, es);
 	}
 }
 

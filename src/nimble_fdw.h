@@ -313,7 +313,7 @@ typedef struct NimbleScanStats
 	int64		pages;			/* list pages walked */
 	int64		bytes;			/* response body bytes received */
 	int64		cache_hits;		/* requests answered by the cache */
-	int64		throttled_ms;	/* time requests waited for the rate limit */
+	int64		rate_limit_wait_us; /* time requests were held back */
 	int64		connections;	/* new connections opened (others reused) */
 	int			http_version;	/* highest HTTP major version seen, or 0 */
 } NimbleScanStats;
@@ -340,6 +340,7 @@ extern void nimble_http_start(NimbleHttpRequest *req, const char *path,
 extern NimbleHttpOutcome nimble_http_finish(NimbleHttpRequest *req,
 											MemoryContext owner,
 											char **body, int *len);
+extern void nimble_http_count_page(NimbleHttpSession *session);
 extern void nimble_http_remember(NimbleHttpRequest *req, const char *body,
 								 int len);
 extern void nimble_http_cancel(NimbleHttpRequest *req);

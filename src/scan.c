@@ -479,8 +479,7 @@ finish_list_request(NimbleScan *scan)
 	scan->list_req_running = false;
 
 	(void) nimble_http_finish(scan->list_req, cxt, &body, &len);
-	scan->stats.pages++;
-	nimble_stats_for(scan->table->serverid)->pages++;
+	nimble_http_count_page(scan->http);
 	status = nimble_doc_parse(scan->list_spec, body, len, &page->doc, &detail);
 	if (status != NIMBLE_DOC_OK)
 		report_bad_body(status, path, detail);

@@ -96,6 +96,8 @@ nimble_wait_batch(PG_FUNCTION_ARGS)
 	TupleDesc	tupdesc;
 	List	   *attrs = NIL;
 	int			completed_att = -1;
+	int			progress_att = -1;
+	Oid			handler;
 	char	   *api_key;
 	TimestampTz deadline;
 	long		delay_ms = WAIT_FIRST_DELAY_MS;
@@ -124,14 +126,16 @@ nimble_wait_batch(PG_FUNCTION_ARGS)
 		attrs = lappend_int(attrs, i + 1);
 		if (strcmp(NameStr(TupleDescAttr(tupdesc, i)->attname), "completed") == 0)
 			completed_att = i;
+		else if (strcmp(NameStr(TupleDescAttr(tupdesc, i)->attname), "progress") == 0)
+			progress_att = i;
 	}
-	Assert(completed_att >= 0);
+	Assert(completed_att >= 0 && progress_att >= 0);
 
 	/* the same checks as a scan of batch_progress, in the same order */
 	nimble_get_server_options(server, &sopts);
-	if (GetForeignDataWrapper(server->fdwid)->fdwhandler == InvalidOid ||
-		strcmp(get_func_name(GetForeignDataWrapper(server->fdwid)->fdwhandler),
-			   "nimble_fdw_handler") != 0)
+	handler = GetForeignDataWrapper(server->fdwid)->fdwhandler;
+	if (!OidIsValid(handler) ||
+		strcmp(get_func_name(handler), "nimble_fdw_handler") != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("server \"%s\" is not a nimble_fdw server", server->servername)));
@@ -184,13 +188,8 @@ nimble_wait_batch(PG_FUNCTION_ARGS)
 		}
 		if (last_progress)
 			pfree(last_progress);
-		last_progress = NULL;
-		for (int i = 0; i < tupdesc->natts; i++)
-		{
-			if (strcmp(NameStr(TupleDescAttr(tupdesc, i)->attname), "progress") == 0 &&
-				!nulls[i])
-				last_progress = DatumGetCString(DirectFunctionCall1(numeric_out, values[i]));
-		}
+		last_progress = nulls[progress_att] ? NULL
+			: DatumGetCString(DirectFunctionCall1(numeric_out, values[progress_att]));
 		MemoryContextReset(poll_cxt);
 
 		now = GetCurrentTimestamp();
