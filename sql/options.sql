@@ -40,7 +40,7 @@ def');
 CREATE USER MAPPING FOR CURRENT_USER SERVER ok1 OPTIONS (api_key 'two words');
 
 -- table and column options
-CREATE FOREIGN TABLE bad (a text) SERVER nimble OPTIONS (resource 'tasks');
+CREATE FOREIGN TABLE bad (a text) SERVER nimble OPTIONS (resource 'jobs');
 CREATE FOREIGN TABLE bad (a text OPTIONS (field '')) SERVER nimble OPTIONS (resource 'batches');
 CREATE FOREIGN TABLE bad (a text OPTIONS (field 'input..url')) SERVER nimble OPTIONS (resource 'batches');
 CREATE FOREIGN TABLE bad (a text OPTIONS (field 'input.')) SERVER nimble OPTIONS (resource 'batches');

@@ -22,7 +22,8 @@
 typedef struct LearnedKey
 {
 	Oid			serverid;
-	char		resource[NAMEDATALEN];	/* "" for the server's list */
+	char		resource[NAMEDATALEN];	/* a resource, or a list endpoint's
+										 * path ("/batches") */
 } LearnedKey;
 
 typedef struct Learned
@@ -61,10 +62,10 @@ learned_entry(Oid serverid, const char *resource, bool create)
 
 /* The list of serverid said it holds total items. */
 void
-nimble_learn_list_total(Oid serverid, double total)
+nimble_learn_list_total(Oid serverid, const NimbleEndpoint *list, double total)
 {
 	if (total >= 0)
-		learned_entry(serverid, "", true)->value = total;
+		learned_entry(serverid, list->path, true)->value = total;
 }
 
 /* A keyed scan of resource gave rows rows for nkeys keys. */
@@ -78,9 +79,9 @@ nimble_learn_rows_per_key(Oid serverid, const char *resource,
 
 /* What was learned, leaving *value alone when nothing was. */
 void
-nimble_learned_list_total(Oid serverid, double *value)
+nimble_learned_list_total(Oid serverid, const NimbleEndpoint *list, double *value)
 {
-	Learned    *entry = learned_entry(serverid, "", false);
+	Learned    *entry = learned_entry(serverid, list->path, false);
 
 	if (entry)
 		*value = entry->value;

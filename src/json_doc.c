@@ -51,7 +51,9 @@ struct NimbleDocSpec
 	PathNode   *root;			/* paths from the top of the body */
 	PathNode   *row_root;		/* paths from the top of a row */
 	bool		rows_at_root;	/* the body is the one row */
+	bool		rows_single;	/* the rows path holds one object */
 	bool		rows_required;
+	int			row_self_slot;	/* slot of the row object itself, or -1 */
 	char	   *rows_path;
 	int			nrow_slots;
 	int			npage_slots;
@@ -150,7 +152,8 @@ insert_path(PathNode *root, const char *path)
 }
 
 NimbleDocSpec *
-nimble_doc_spec_create(const char *rows_path, bool rows_required)
+nimble_doc_spec_create(const char *rows_path, bool rows_required,
+					   bool rows_single)
 {
 	NimbleDocSpec *spec = palloc0(sizeof(NimbleDocSpec));
 
@@ -158,17 +161,30 @@ nimble_doc_spec_create(const char *rows_path, bool rows_required)
 	spec->row_root = make_node(NULL);
 	spec->rows_path = pstrdup(rows_path);
 	spec->rows_required = rows_required;
+	spec->rows_single = rows_single;
+	spec->row_self_slot = -1;
 	spec->rows_at_root = (rows_path[0] == '\0');
 	if (!spec->rows_at_root)
 		insert_path(spec->root, rows_path)->is_rows = true;
 	return spec;
 }
 
-/* Ask for a path in each row; returns its slot (one slot per path). */
+/*
+ * Ask for a path in each row; returns its slot (one slot per path).  The
+ * empty path is the row object itself.
+ */
 int
 nimble_doc_spec_add_row_path(NimbleDocSpec *spec, const char *path)
 {
-	PathNode   *node = insert_path(spec->row_root, path);
+	PathNode   *node;
+
+	if (path[0] == '\0')
+	{
+		if (spec->row_self_slot < 0)
+			spec->row_self_slot = spec->nrow_slots++;
+		return spec->row_self_slot;
+	}
+	node = insert_path(spec->row_root, path);
 
 	if (node->slot < 0)
 	{
@@ -426,6 +442,24 @@ begin_row(ParseState *ps)
 		   sizeof(NimbleJsonValue) * doc->row_slots);
 }
 
+/* The object that starts now is a row: open it, and capture it if asked. */
+static void
+begin_row_frame(ParseState *ps, Frame *f)
+{
+	begin_row(ps);
+	f->is_row = true;
+	f->node = ps->spec->row_root;
+	if (ps->spec->row_self_slot >= 0)
+	{
+		/* the lexer's current token is the row's "{" */
+		f->capture = row_value(ps, ps->spec->row_self_slot);
+		f->capture->type = JSON_TOKEN_OBJECT_START;
+		f->capture->str = NULL;
+		f->capture->raw = ps->lex->token_start;
+		f->capture->nelems = 0;
+	}
+}
+
 static void
 begin_container(ParseState *ps, JsonTokenType type)
 {
@@ -450,7 +484,7 @@ begin_container(ParseState *ps, JsonTokenType type)
 		f->capture->nelems = 0;
 	}
 
-	if (ps->pend_rows)
+	if (ps->pend_rows && !ps->spec->rows_single)
 	{
 		ps->rows_seen = true;
 		if (type == JSON_TOKEN_ARRAY_START)
@@ -458,14 +492,13 @@ begin_container(ParseState *ps, JsonTokenType type)
 		else
 			shape_error(ps, psprintf("\"%s\" is not an array", ps->spec->rows_path));
 	}
-	else if (ps->pend_row)
+	else if (ps->pend_rows || ps->pend_row)
 	{
+		ps->rows_seen |= ps->pend_rows;
 		if (type == JSON_TOKEN_OBJECT_START)
-		{
-			begin_row(ps);
-			f->is_row = true;
-			f->node = ps->spec->row_root;
-		}
+			begin_row_frame(ps, f);
+		else if (ps->pend_rows)
+			shape_error(ps, psprintf("\"%s\" is not an object", ps->spec->rows_path));
 		else
 			shape_error(ps, "a row is an array, not an object");
 	}
@@ -592,7 +625,8 @@ doc_scalar(void *state, char *token, JsonTokenType type)
 		/* null or absent rows are no rows; anything else is malformed */
 		ps->rows_seen = true;
 		if (type != JSON_TOKEN_NULL)
-			shape_error(ps, psprintf("\"%s\" is not an array", ps->spec->rows_path));
+			shape_error(ps, psprintf("\"%s\" is not %s", ps->spec->rows_path,
+									 ps->spec->rows_single ? "an object" : "an array"));
 	}
 	else if (ps->pend_row)
 	{
@@ -772,7 +806,7 @@ nimble_doc_parse(const NimbleDocSpec *spec, char *body, int len,
 char *
 nimble_json_string_at(char *body, int len, const char *const *paths)
 {
-	NimbleDocSpec *spec = nimble_doc_spec_create("", false);
+	NimbleDocSpec *spec = nimble_doc_spec_create("", false, false);
 	NimbleDoc	doc;
 	char	   *detail;
 	int			slots[8];

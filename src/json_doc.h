@@ -47,7 +47,8 @@ typedef enum NimbleDocStatus
 } NimbleDocStatus;
 
 extern NimbleDocSpec *nimble_doc_spec_create(const char *rows_path,
-											 bool rows_required);
+											 bool rows_required,
+											 bool rows_single);
 extern int	nimble_doc_spec_add_row_path(NimbleDocSpec *spec, const char *path);
 extern int	nimble_doc_spec_add_page_path(NimbleDocSpec *spec, const char *path);
 extern int	nimble_doc_spec_row_slots(const NimbleDocSpec *spec);

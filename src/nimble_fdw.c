@@ -290,16 +290,18 @@ route_text(NimbleScanState *fsstate, ForeignScan *fsplan)
 				break;
 			}
 		case NIMBLE_ROUTE_LIST_KEYED:
-			appendStringInfo(&buf, "GET %s (all pages), then GET %s per batch",
-							 endpoint_text(&api->endpoints[api->list_endpoint], key),
-							 endpoint_text(&api->endpoints[res->keyed_endpoint], key));
+			appendStringInfo(&buf, "GET %s (all pages), then GET %s per %s",
+							 endpoint_text(&api->endpoints[res->list_endpoint], key),
+							 endpoint_text(&api->endpoints[res->keyed_endpoint], key),
+							 res->unit_noun);
 			break;
 		case NIMBLE_ROUTE_LIST_ROWS:
 			appendStringInfo(&buf, "GET %s (all pages)",
-							 endpoint_text(&api->endpoints[api->list_endpoint], key));
+							 endpoint_text(&api->endpoints[res->list_endpoint], key));
 			if (fsstate->needs_extra)
-				appendStringInfo(&buf, ", then GET %s per batch",
-								 endpoint_text(&api->endpoints[res->extra_endpoint], key));
+				appendStringInfo(&buf, ", then GET %s per %s",
+								 endpoint_text(&api->endpoints[res->extra_endpoint], key),
+								 res->unit_noun);
 			if (fsplan->fdw_exprs != NIL)
 				appendStringInfoString(&buf, ", until every key is found");
 			break;

@@ -51,6 +51,7 @@ typedef struct NimbleEndpoint
 	const char *path;			/* "/batches" or "/batches/{key}" */
 	const char *rows;			/* JSON path of the rows; "" = the body is one row */
 	bool		rows_required;	/* a body without the rows path is malformed */
+	bool		rows_single;	/* the rows path holds one object, not an array */
 	NimblePaging paging;
 	const char *cursor_param;	/* query parameter carrying the cursor */
 	const char *limit_param;	/* query parameter carrying the page size */
@@ -62,9 +63,9 @@ typedef struct NimbleEndpoint
 
 /*
  * Where a column's value is found.  A path is a dotted JSON path relative
- * to a row; "$key" means the key the request was made for, and "#path"
- * means the number of elements of the array at path.  NULL: this endpoint
- * does not provide the column.
+ * to a row; "$key" means the key the request was made for, "$row" the whole
+ * row, and "#path" the number of elements of the array at path.  NULL: this
+ * endpoint does not provide the column.
  */
 typedef struct NimbleColumnDef
 {
@@ -79,9 +80,12 @@ typedef struct NimbleResourceDef
 {
 	const char *name;
 	const char *key_column;		/* the column that selects keyed requests */
+	const char *unit_noun;		/* what one key names, for messages: "batch" */
 	const NimbleColumnDef *columns;
 	int			ncolumns;
 	int			keyed_endpoint; /* endpoint serving rows for one key, or -1 */
+	int			list_endpoint;	/* list walked without keys, or -1: a query
+								 * then needs a key condition */
 	bool		list_rows;		/* the list's items are this resource's rows */
 	int			extra_endpoint; /* per-row request for columns the list lacks */
 } NimbleResourceDef;
@@ -93,7 +97,6 @@ typedef struct NimbleApiDef
 	const char *auth_header;	/* printf format taking the api key */
 	const NimbleEndpoint *endpoints;
 	int			nendpoints;
-	int			list_endpoint;	/* -1: the API cannot list batches */
 	const NimbleResourceDef *resources;
 	int			nresources;
 	const char *const *error_message_paths; /* where error bodies say why */
@@ -227,10 +230,12 @@ extern void nimble_stats_error(NimbleServerStats *stats, long status);
  * ----------------------------------------------------------------
  */
 
-extern void nimble_learn_list_total(Oid serverid, double total);
+extern void nimble_learn_list_total(Oid serverid, const NimbleEndpoint *list,
+									double total);
 extern void nimble_learn_rows_per_key(Oid serverid, const char *resource,
 									  double rows, double nkeys);
-extern void nimble_learned_list_total(Oid serverid, double *value);
+extern void nimble_learned_list_total(Oid serverid, const NimbleEndpoint *list,
+									  double *value);
 extern void nimble_learned_rows_per_key(Oid serverid, const char *resource,
 										double *value);
 

@@ -241,13 +241,16 @@ check_resource(const char *value)
 	}
 }
 
-/* A dotted JSON path: non-empty segments; "$key" and "#path" are special. */
+/*
+ * A dotted JSON path: non-empty segments; "$key", "$row" and "#path" are
+ * special.
+ */
 static void
 check_field(const char *value)
 {
 	const char *p = value;
 
-	if (strcmp(value, "$key") == 0)
+	if (strcmp(value, "$key") == 0 || strcmp(value, "$row") == 0)
 		return;
 	if (*p == '#')
 		p++;
@@ -256,7 +259,7 @@ check_field(const char *value)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid value for option \"field\": \"%s\"", value),
-				 errhint("Give a JSON field name, or a dotted path such as 'input.url'.")));
+				 errhint("Give a JSON field name, a dotted path such as 'input.url', '#path' for an array's length, '$key' or '$row'.")));
 }
 
 Datum

@@ -296,10 +296,14 @@ nimble_get_rel_size(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 
 	/* what earlier scans saw, else a guess */
 	ps->est_list_items = NIMBLE_DEFAULT_LIST_ITEMS;
-	nimble_learned_list_total(ps->table.serverid, &ps->est_list_items);
+	if (ps->table.resource->list_endpoint >= 0)
+		nimble_learned_list_total(ps->table.serverid,
+								  &ps->table.api->endpoints[ps->table.resource->list_endpoint],
+								  &ps->est_list_items);
 	ps->est_rows_per_key = ps->table.resource->list_rows ||
 		ps->table.resource->keyed_endpoint < 0 ||
-		ps->table.api->endpoints[ps->table.resource->keyed_endpoint].rows[0] == '\0'
+		ps->table.api->endpoints[ps->table.resource->keyed_endpoint].rows[0] == '\0' ||
+		ps->table.api->endpoints[ps->table.resource->keyed_endpoint].rows_single
 		? 1.0 : NIMBLE_DEFAULT_ROWS_PER_KEY;
 	nimble_learned_rows_per_key(ps->table.serverid, ps->table.resource->name,
 								&ps->est_rows_per_key);
@@ -420,6 +424,18 @@ nimble_get_paths(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 
 	estimate_cost(ps, route, ps->keys ? ps->keys->nkeys : 0, baserel->rows,
 				  &startup, &total);
+
+	/*
+	 * A resource without a list needs keys.  Without a key condition the
+	 * plain path stays, priced out of reach, so that a parameterized path
+	 * wins wherever a join can give keys; nimble_get_plan refuses it if it
+	 * is chosen all the same, with an error that says what to add.
+	 */
+	if (ps->keys == NULL && ps->table.resource->list_endpoint < 0)
+	{
+		startup = disable_cost;
+		total = disable_cost;
+	}
 	add_path(baserel, (Path *)
 			 create_foreignscan_path(root, baserel, NULL, baserel->rows,
 									 startup, total, NIL,
@@ -518,6 +534,17 @@ nimble_get_plan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid,
 			}
 		}
 	}
+	if (keys == NULL && ps->table.resource->list_endpoint < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_DYNAMIC_PARAMETER_VALUE_NEEDED),
+				 errmsg("a query on foreign table \"%s\" needs a condition on %s",
+						get_rel_name(foreigntableid), ps->table.resource->key_column),
+				 errdetail("The %s API cannot list %s: each row is fetched by its %s.",
+						   ps->table.api->name, ps->table.resource->name,
+						   ps->table.resource->key_column),
+				 errhint("Add WHERE %s = '...' or %s = ANY(...), or join on %s with a table that has it.",
+						 ps->table.resource->key_column, ps->table.resource->key_column,
+						 ps->table.resource->key_column)));
 	route = choose_route(ps, keys != NULL);
 
 	fdw_private = list_make5(makeInteger(route),

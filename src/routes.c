@@ -19,7 +19,10 @@ enum
 {
 	NIMBLE_EP_LIST,
 	NIMBLE_EP_DETAILS,
-	NIMBLE_EP_PROGRESS
+	NIMBLE_EP_PROGRESS,
+	NIMBLE_EP_TASKS,
+	NIMBLE_EP_TASK,
+	NIMBLE_EP_TASK_RESULTS
 };
 
 static const NimbleEndpoint nimble_endpoints[] = {
@@ -45,6 +48,34 @@ static const NimbleEndpoint nimble_endpoints[] = {
 	[NIMBLE_EP_PROGRESS] = {
 		.name = "progress",
 		.path = "/batches/{key}/progress",
+		.rows = "",
+	},
+	/* the tasks of every batch, paged like /batches */
+	[NIMBLE_EP_TASKS] = {
+		.name = "tasks",
+		.path = "/tasks",
+		.rows = "data",
+		.rows_required = true,
+		.paging = NIMBLE_PAGING_CURSOR,
+		.cursor_param = "cursor",
+		.limit_param = "limit",
+		.next_cursor = "pagination.next_cursor",
+		.has_next = "pagination.has_next",
+		.total = "pagination.total",
+		.item_key = "id",
+	},
+	/* one task: {"task": {...}} */
+	[NIMBLE_EP_TASK] = {
+		.name = "task",
+		.path = "/tasks/{key}",
+		.rows = "task",
+		.rows_required = true,
+		.rows_single = true,
+	},
+	/* a finished task's results: the body is the result */
+	[NIMBLE_EP_TASK_RESULTS] = {
+		.name = "results",
+		.path = "/tasks/{key}/results",
 		.rows = "",
 	},
 };
@@ -95,31 +126,84 @@ static const NimbleColumnDef nimble_batch_progress_columns[] = {
 	{"completed_at", "timestamptz", NULL, "completed_at", NULL},
 };
 
+/* tasks: the same task objects as batch_tasks, from /tasks. */
+static const NimbleColumnDef nimble_tasks_columns[] = {
+	{"batch_id", "text", "batch_id", "batch_id", NULL},
+	{"task_id", "text", "id", "id", NULL},
+	{"state", "text", "state", "state", NULL},
+	{"status_code", "integer", "status_code", "status_code", NULL},
+	{"api_type", "text", "api_type", "api_type", NULL},
+	{"error", "text", "error", "error", NULL},
+	{"error_type", "text", "error_type", "error_type", NULL},
+	{"created_at", "timestamptz", "created_at", "created_at", NULL},
+	{"modified_at", "timestamptz", "modified_at", "modified_at", NULL},
+	{"account_name", "text", "account_name", "account_name", NULL},
+	{"input", "jsonb", "input", "input", NULL},
+	{"query", "jsonb", "_query", "_query", NULL},
+	{"output_url", "text", "output_url", "output_url", NULL},
+	{"status_url", "text", "status_url", "status_url", NULL},
+	{"download_url", "text", "download_url", "download_url", NULL},
+};
+
+/* task_results: one row per task id asked for; no list to walk. */
+static const NimbleColumnDef nimble_task_results_columns[] = {
+	{"task_id", "text", NULL, "$key", NULL},
+	{"result", "jsonb", NULL, "$row", NULL},
+};
+
 static const NimbleResourceDef nimble_resources[] = {
 	{
 		.name = "batches",
 		.key_column = "batch_id",
+		.unit_noun = "batch",
 		.columns = nimble_batches_columns,
 		.ncolumns = lengthof(nimble_batches_columns),
 		.keyed_endpoint = NIMBLE_EP_PROGRESS,
+		.list_endpoint = NIMBLE_EP_LIST,
 		.list_rows = true,
 		.extra_endpoint = NIMBLE_EP_PROGRESS,
 	},
 	{
 		.name = "batch_tasks",
 		.key_column = "batch_id",
+		.unit_noun = "batch",
 		.columns = nimble_batch_tasks_columns,
 		.ncolumns = lengthof(nimble_batch_tasks_columns),
 		.keyed_endpoint = NIMBLE_EP_DETAILS,
+		.list_endpoint = NIMBLE_EP_LIST,
 		.list_rows = false,
 		.extra_endpoint = -1,
 	},
 	{
 		.name = "batch_progress",
 		.key_column = "batch_id",
+		.unit_noun = "batch",
 		.columns = nimble_batch_progress_columns,
 		.ncolumns = lengthof(nimble_batch_progress_columns),
 		.keyed_endpoint = NIMBLE_EP_PROGRESS,
+		.list_endpoint = NIMBLE_EP_LIST,
+		.list_rows = false,
+		.extra_endpoint = -1,
+	},
+	{
+		.name = "tasks",
+		.key_column = "task_id",
+		.unit_noun = "task",
+		.columns = nimble_tasks_columns,
+		.ncolumns = lengthof(nimble_tasks_columns),
+		.keyed_endpoint = NIMBLE_EP_TASK,
+		.list_endpoint = NIMBLE_EP_TASKS,
+		.list_rows = true,
+		.extra_endpoint = -1,
+	},
+	{
+		.name = "task_results",
+		.key_column = "task_id",
+		.unit_noun = "task",
+		.columns = nimble_task_results_columns,
+		.ncolumns = lengthof(nimble_task_results_columns),
+		.keyed_endpoint = NIMBLE_EP_TASK_RESULTS,
+		.list_endpoint = -1,
 		.list_rows = false,
 		.extra_endpoint = -1,
 	},
@@ -134,7 +218,6 @@ static const NimbleApiDef nimble_api = {
 	.auth_header = "Authorization: Bearer %s",
 	.endpoints = nimble_endpoints,
 	.nendpoints = lengthof(nimble_endpoints),
-	.list_endpoint = NIMBLE_EP_LIST,
 	.resources = nimble_resources,
 	.nresources = lengthof(nimble_resources),
 	.error_message_paths = nimble_error_paths,

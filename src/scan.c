@@ -137,7 +137,7 @@ static void release_page_ref(NimbleScan *scan, ListPage *page);
 static NimbleDocSpec *
 spec_for_endpoint(const NimbleEndpoint *ep)
 {
-	return nimble_doc_spec_create(ep->rows, ep->rows_required);
+	return nimble_doc_spec_create(ep->rows, ep->rows_required, ep->rows_single);
 }
 
 static void
@@ -181,6 +181,8 @@ bind_columns(NimbleScan *scan, TupleDesc tupdesc, List *retrieved_attrs)
 				count = true;
 				path++;
 			}
+			else if (strcmp(path, "$row") == 0)
+				path = "";		/* the row object itself */
 			spec = (b->source == NIMBLE_SRC_LIST) ? scan->list_spec : scan->unit_spec;
 			b->slot = nimble_doc_spec_add_row_path(spec, path);
 		}
@@ -219,14 +221,10 @@ nimble_scan_create(MemoryContext parent, const NimbleTableOptions *table,
 
 	if (route != NIMBLE_ROUTE_KEYED)
 	{
-		if (api->list_endpoint < 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_FDW_DYNAMIC_PARAMETER_VALUE_NEEDED),
-					 errmsg("the %s API cannot list batches: a query on \"%s\" needs a condition on %s",
-							api->name, res->name, res->key_column),
-					 errhint("Add WHERE %s = '...' or %s IN (...), or join on %s.",
-							 res->key_column, res->key_column, res->key_column)));
-		scan->list_ep = &api->endpoints[api->list_endpoint];
+		/* the planner refuses such a plan (nimble_get_plan) */
+		if (res->list_endpoint < 0)
+			elog(ERROR, "nimble_fdw: \"%s\" has no list endpoint", res->name);
+		scan->list_ep = &api->endpoints[res->list_endpoint];
 		scan->list_spec = spec_for_endpoint(scan->list_ep);
 		scan->list_key_slot = nimble_doc_spec_add_row_path(scan->list_spec,
 														   scan->list_ep->item_key);
@@ -486,7 +484,7 @@ finish_list_request(NimbleScan *scan)
 	nimble_http_remember(scan->list_req, body, len);
 
 	if (page->doc.page[scan->list_total_slot].type == JSON_TOKEN_NUMBER)
-		nimble_learn_list_total(scan->table->serverid,
+		nimble_learn_list_total(scan->table->serverid, scan->list_ep,
 								strtod(page->doc.page[scan->list_total_slot].str, NULL));
 
 	has_next = &page->doc.page[scan->list_has_next_slot];
@@ -726,13 +724,13 @@ conversion_error_callback(void *arg)
 	if (value && strlen(value) > 100)
 		value = psprintf("%.*s...", pg_mbcliplen(value, strlen(value), 100), value);
 	if (OidIsValid(scan->table->relid))
-		errcontext("column \"%s\" of foreign table \"%s\", batch \"%s\", value \"%s\"",
+		errcontext("column \"%s\" of foreign table \"%s\", %s \"%s\", value \"%s\"",
 				   scan->err_binding->name, get_rel_name(scan->table->relid),
-				   scan->cur.key, value ? value : "");
+				   scan->res->unit_noun, scan->cur.key, value ? value : "");
 	else
-		errcontext("column \"%s\" of %s, batch \"%s\", value \"%s\"",
+		errcontext("column \"%s\" of %s, %s \"%s\", value \"%s\"",
 				   scan->err_binding->name, scan->res->name,
-				   scan->cur.key, value ? value : "");
+				   scan->res->unit_noun, scan->cur.key, value ? value : "");
 }
 
 static void

@@ -36,6 +36,9 @@ URL LAYOUT
       GET /v1/batches?cursor=C&limit=N          endpoint "list"
       GET /v1/batches/{id}                      endpoint "details"
       GET /v1/batches/{id}/progress             endpoint "progress"
+      GET /v1/tasks?cursor=C&limit=N            endpoint "tasks"
+      GET /v1/tasks/{id}                        endpoint "task"
+      GET /v1/tasks/{id}/results                endpoint "results"
     list: newest first; limit default 100, 1..1000; bad limit or bad cursor ->
       400 Error400 ({"status":"failed","msg":"Invalid request parameters",
       "error":"PARAMETERS_FAILED_JSON_SCHEMA_VALIDATION_ERROR","details":{..}}).
@@ -53,6 +56,16 @@ URL LAYOUT
       (optional keys are absent, never null, where they do not apply).
     progress: {"status":"success",id,completed,completed_count[,completed_at],
       progress}.
+    tasks: every non-null task of every batch, batches newest first, tasks in
+      array order; paged exactly as list (same limit and cursor rules);
+      body {"data":[task..],"pagination":{..}}, tasks as in details.
+    task: {"task": task} (the same object as in details).
+    results: a task in state success|completed -> its result,
+      {"status":"success","task_id","url","status_code","data":{"html_content",
+      "parsing":{"title","price","tags":[..]}}} ("url" from input.url or
+      null; price = k * 1.25; batch 5's tasks have non-ASCII titles);
+      other states -> 404 {"status":"failed","error":"Task results not found"}.
+    Unknown task -> 404 {"status":"failed","error":"Task not found"}.
     Unknown batch -> 404 {"status":"failed","error":"Batch not found"};
     unknown path -> 404 {"status":"failed","error":"Not found"};
     non-GET on an API path -> 405 {"status":"failed","msg":"Method Not Allowed"}.
@@ -89,8 +102,10 @@ DEFAULT DATA SET (12 batches, fixed timestamps, no randomness)
     pending/in_progress tasks (not completed), the others are completed.
 
 CONTROL ENDPOINTS (no auth, never counted, never delayed)
-    GET /_mock/count[?endpoint=list|details|progress]  -> text integer
-    GET /_mock/stats -> {"total","list","details","progress","unauthorized",
+    GET /_mock/count[?endpoint=list|details|progress|tasks|task|results]
+        -> text integer
+    GET /_mock/stats -> {"total","list","details","progress","tasks","task",
+                         "results","unauthorized",
                          "by_path":{"/v1/batches":n,..}}  (path w/o prefix/query)
     GET|POST /_mock/reset -> "ok": zero counters, after/times state, last
                          headers, and undo task_state changes
@@ -150,6 +165,8 @@ FAULTS (prefix segments)
       slow_body       body in chunk=BYTES (default 64) pieces, delay_ms=MS
                       (default 50) apart
       redirect        302, Location http://127.0.0.2:PORT{path w/o prefix}
+    tasks/task/results take only data_not_array (tasks: "data":{}; task:
+    "task":["oops"]) and wrong_type (task: status_code "two hundred").
     JSON-modifying kinds leave non-200 answers and endpoints they do not
     apply to unchanged.  Only stall_body and truncate send "Connection: close"
     (stall_headers and reset close without sending any header).
@@ -185,6 +202,7 @@ TASK_KEYS = ("id", "state", "output_url", "status_url", "download_url", "error",
              "_query", "batch_id", "status_code", "api_type")
 DONE_STATES = ("success", "error")
 API_TYPES = ("web", "serp", "ecommerce")
+ENDPOINTS = ("list", "details", "progress", "tasks", "task", "results")
 
 
 class RawJSON:
@@ -264,6 +282,20 @@ def make_batch(n, tasks, username=None, account="acme"):
     if username is not None:
         b["username"] = username
     return b
+
+
+def make_result(t):
+    """A finished task's result (GET /tasks/{id}/results), or None."""
+    if t["state"] not in ("success", "completed"):
+        return None
+    n, k = int(t["id"][9:13], 16), int(t["id"][-12:], 16)
+    inp = t["input"] if isinstance(t["input"], dict) else {}
+    title = ("Produkt %d — 東京" % k) if n == 5 else "Product %d" % k
+    return {"status": "success", "task_id": t["id"], "url": inp.get("url"),
+            "status_code": t.get("status_code", 200),
+            "data": {"html_content": "<html><title>%s</title></html>" % title,
+                     "parsing": {"title": title, "price": k * 1.25,
+                                 "tags": ["t%d" % (k % 3), "batch%d" % n]}}}
 
 
 def simple_batch(n, states, username, account="acme"):
@@ -382,13 +414,29 @@ class MockState:
         self.index = {b["id"]: i for i, b in enumerate(self.batches)}
         self.rendered = [render(b) for b in self.batches]
         self.list_items = [r[2] for r in self.rendered]
+        self._index_tasks()
         self.originals = {}
         self.reset()
+
+    def _index_tasks(self):
+        """The /tasks list, and where each task is (batch index, position)."""
+        self.task_index, items = {}, []
+        for i, b in enumerate(self.batches):
+            for pos, t in enumerate(b["tasks"]):
+                if t is not None:
+                    self.task_index[t["id"]] = (i, pos)
+                    items.append(dumps(t))
+        self.task_items = items
+
+    def task(self, tid):
+        with self.lock:
+            where = self.task_index.get(tid)
+            return None if where is None else self.batches[where[0]]["tasks"][where[1]]
 
     def reset(self):
         with self.lock:
             self.counts = {"total": 0, "list": 0, "details": 0, "progress": 0,
-                           "unauthorized": 0}
+                           "tasks": 0, "task": 0, "results": 0, "unauthorized": 0}
             self.by_path = {}
             self.requests = collections.deque(maxlen=REQUEST_LOG_MAX)
             self.fault_seen = {}
@@ -403,6 +451,7 @@ class MockState:
         items = list(self.list_items)
         items[i] = self.rendered[i][2]
         self.list_items = items  # swap atomically for readers
+        self._index_tasks()
 
     def record(self, endpoint, path, headers, authorized, target=None, t=None):
         with self.lock:
@@ -463,6 +512,8 @@ def param_error(name, keyword, message):
 
 UNAUTHORIZED = dumps({"status": "failed", "msg": "Unauthorized: invalid or missing API key"})
 BATCH_NOT_FOUND = dumps({"status": "failed", "error": "Batch not found"})
+TASK_NOT_FOUND = dumps({"status": "failed", "error": "Task not found"})
+RESULTS_NOT_FOUND = dumps({"status": "failed", "error": "Task results not found"})
 NOT_FOUND = dumps({"status": "failed", "error": "Not found"})
 METHOD_NOT_ALLOWED = dumps({"status": "failed", "msg": "Method Not Allowed"})
 ERROR500 = dumps({"success": "false", "task_id": "1ed1dbeb-8f34-4fd1-bb2d-a72bacae2ef3",
@@ -526,7 +577,7 @@ def parse_prefix(segs):
             raise ValueError("bad value for " + name)
     if "fault" in p and p["fault"] not in FAULT_KINDS:
         raise ValueError("unknown fault")
-    if p.get("on", "list") not in ("list", "details", "progress"):
+    if p.get("on", "list") not in ENDPOINTS:
         raise ValueError("bad value for on")
     if not 200 <= p.get("status", 500) <= 599:
         raise ValueError("bad value for status")
@@ -581,6 +632,15 @@ def modify_json(kind, endpoint, body, p):
                 obj["x"] = DEEP
         elif kind == "data_not_array":
             obj["tasks"] = "oops"
+        else:
+            return body
+    elif endpoint in ("tasks", "task", "results"):
+        if kind == "data_not_array" and endpoint == "tasks":
+            obj["data"] = {}
+        elif kind == "data_not_array" and endpoint == "task":
+            obj["task"] = ["oops"]
+        elif kind == "wrong_type" and endpoint == "task":
+            obj["task"]["status_code"] = "two hundred"
         else:
             return body
     else:  # progress
@@ -705,7 +765,7 @@ class Handler(BaseHTTPRequestHandler):
         name = path[len("/_mock/"):]
         if name == "count" and method == "GET":
             ep = q.get("endpoint")
-            if ep is not None and ep not in ("list", "details", "progress"):
+            if ep is not None and ep not in ENDPOINTS:
                 return self._text(400, "bad endpoint")
             with st.lock:
                 n = st.counts[ep or "total"]
@@ -757,6 +817,13 @@ class Handler(BaseHTTPRequestHandler):
                 endpoint, bid = "details", unquote(rest_parts[2])
             elif len(rest_parts) == 4 and rest_parts[2] and rest_parts[3] == "progress":
                 endpoint, bid = "progress", unquote(rest_parts[2])
+        elif len(rest_parts) >= 2 and rest_parts[0] in ("v1", "v2") and rest_parts[1] == "tasks":
+            if len(rest_parts) == 2:
+                endpoint = "tasks"
+            elif len(rest_parts) == 3 and rest_parts[2]:
+                endpoint, bid = "task", unquote(rest_parts[2])
+            elif len(rest_parts) == 4 and rest_parts[2] and rest_parts[3] == "results":
+                endpoint, bid = "results", unquote(rest_parts[2])
 
         auth = self.headers.get("Authorization", "")
         scheme, _, token = auth.partition(" ")
@@ -790,9 +857,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def _normal(self, endpoint, bid, query):
         st = self.server.state
-        if endpoint == "list":
+        if endpoint in ("list", "tasks"):
             q = parse_qs(query, keep_blank_values=True)
-            items = st.list_items
+            items = st.list_items if endpoint == "list" else st.task_items
             total = len(items)
             limit = 100
             if "limit" in q:
@@ -814,6 +881,14 @@ class Handler(BaseHTTPRequestHandler):
                    "total": total}
             return 200, (b'{"data":[' + b",".join(items[off:off + limit]) +
                          b'],"pagination":' + dumps(pag) + b"}")
+        if endpoint in ("task", "results"):
+            t = st.task(bid)
+            if t is None:
+                return 404, TASK_NOT_FOUND
+            if endpoint == "task":
+                return 200, dumps({"task": t})
+            result = make_result(t)
+            return (200, dumps(result)) if result else (404, RESULTS_NOT_FOUND)
         i = st.index.get(bid)
         if i is None:
             return 404, BATCH_NOT_FOUND

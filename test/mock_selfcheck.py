@@ -275,6 +275,54 @@ def test_pagination(c):
           and totals == {12}, (pages, ids))
 
 
+def test_tasks(c):
+    """GET /tasks, /tasks/{id}, /tasks/{id}/results."""
+    details = {n: c.json("/v1/batches/" + bid(n))[1] for n in range(1, 13)}
+    expected = [t for n in range(12, 0, -1) for t in details[n]["tasks"] if t is not None]
+    got, cursor, pages = [], None, 0
+    while True:
+        s, d = c.json("/v1/tasks?limit=250" + ("&cursor=" + cursor if cursor else ""))
+        check("tasks page 200", s == 200, s)
+        got += d["data"]
+        pages += 1
+        if not d["pagination"]["has_next"]:
+            break
+        cursor = d["pagination"]["next_cursor"]
+    check("tasks walk = every non-null task, newest batch first", got == expected,
+          (len(got), len(expected)))
+    check("tasks walk pages/total", pages == 5 and d["pagination"]["total"] == 1033,
+          (pages, d["pagination"]))
+    s, d = c.json("/v1/tasks")
+    check("tasks default limit 100", s == 200 and len(d["data"]) == 100)
+    s, d = c.json("/v1/tasks?limit=0")
+    check("tasks bad limit 400", s == 400 and d["status"] == "failed")
+    s, d = c.json("/v1/tasks/" + tid(7, 3))
+    check("task wraps the details object", s == 200 and d == {"task": details[7]["tasks"][2]})
+    s, d = c.json("/v1/tasks/nope")
+    check("task unknown 404", s == 404 and d == {"status": "failed", "error": "Task not found"})
+    s, d = c.json("/v1/tasks/%s/results" % tid(1, 1))
+    check("results of a success task", s == 200 and d["task_id"] == tid(1, 1)
+          and d["url"] == "https://example.com/p/1" and d["data"]["parsing"]["price"] == 1.25,
+          d)
+    s, d = c.json("/v1/tasks/%s/results" % tid(5, 2))
+    check("results non-ascii title", d["data"]["parsing"]["title"] == "Produkt 2 — 東京", d)
+    s, d = c.json("/v1/tasks/%s/results" % tid(6, 1))
+    check("results of a pending task 404", s == 404 and d["error"] == "Task results not found")
+    s, d = c.json("/v1/tasks/nope/results")
+    check("results unknown task 404", s == 404 and d["error"] == "Task not found")
+    s, d = c.json("/fault=data_not_array/on=task/v1/tasks/" + tid(1, 1))
+    check("task data_not_array", d == {"task": ["oops"]})
+    c.ctl("task_state", "POST", json.dumps({"batch_id": bid(1), "task_id": tid(1, 2),
+                                            "state": "error"}).encode())
+    s, d = c.json("/v1/tasks/" + tid(1, 2))
+    check("task_state reaches /tasks/{id}", d["task"]["state"] == "error", d)
+    s, d = c.json("/v1/tasks/%s/results" % tid(1, 2))
+    check("task_state reaches results", s == 404)
+    c.ctl("reset")
+    s, d = c.json("/v1/tasks/" + tid(1, 2))
+    check("reset restores the task", d["task"]["state"] == "success")
+
+
 def test_control(c):
     c.ctl("reset")
     check("count after reset", c.ctl("count") == "0")
@@ -533,7 +581,7 @@ def main():
         check("listening line", line.strip() == "mock_nimble listening on http://127.0.0.1:%d"
               % port, line)
         c = Client(port)
-        for fn in (test_basic, test_errors, test_pagination, test_control):
+        for fn in (test_basic, test_errors, test_pagination, test_tasks, test_control):
             try:
                 fn(c)
             except Exception:

@@ -305,7 +305,7 @@ typedef struct FuzzSpec
 	int			npage_slots;
 } FuzzSpec;
 
-static FuzzSpec specs[4];
+static FuzzSpec specs[6];
 
 /* src/routes.c nimble_error_paths, plus a nested one */
 static const char *const error_paths[] = {
@@ -314,10 +314,11 @@ static const char *const error_paths[] = {
 
 static void
 make_spec(FuzzSpec *fs, const char *name, const char *rows, bool required,
-		  const char *const *row_paths, const char *const *page_paths)
+		  bool single, const char *const *row_paths,
+		  const char *const *page_paths)
 {
 	fs->name = name;
-	fs->spec = nimble_doc_spec_create(rows, required);
+	fs->spec = nimble_doc_spec_create(rows, required, single);
 	fs->nrow_slots = 0;
 	fs->npage_slots = 0;
 	for (int i = 0; row_paths[i] != NULL; i++)
@@ -371,6 +372,14 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 		"id", "completed", "completed_count", "progress", "completed_at", NULL
 	};
 
+	/* one task ({"task": {...}}), the row itself captured too */
+	static const char *const task_rows[] = {
+		"id", "state", "input", "", "batch_id", NULL
+	};
+
+	/* task results: the body is the row, captured whole */
+	static const char *const results_rows[] = {"", NULL};
+
 	/* not an endpoint: the trie's corners */
 	static const char *const stress_rows[] = {
 		"a", "a.b", "a.b.c", "x.y", "id", "input", "input.url",
@@ -382,10 +391,12 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	};
 
 	tracking = false;
-	make_spec(&specs[0], "list", "data", true, list_rows, list_page);
-	make_spec(&specs[1], "details", "tasks", true, details_rows, NULL);
-	make_spec(&specs[2], "progress", "", false, progress_rows, NULL);
-	make_spec(&specs[3], "stress", "result.items", false, stress_rows,
+	make_spec(&specs[0], "list", "data", true, false, list_rows, list_page);
+	make_spec(&specs[1], "details", "tasks", true, false, details_rows, NULL);
+	make_spec(&specs[2], "progress", "", false, false, progress_rows, NULL);
+	make_spec(&specs[3], "task", "task", true, true, task_rows, NULL);
+	make_spec(&specs[4], "results", "", false, false, results_rows, NULL);
+	make_spec(&specs[5], "stress", "result.items", false, false, stress_rows,
 			  stress_page);
 	return 0;
 }
