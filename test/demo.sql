@@ -36,3 +36,11 @@ EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF)
 SELECT w.batch_id, t.state, count(*)
   FROM watched w JOIN nimble.batch_tasks t USING (batch_id)
  GROUP BY 1, 2;
+
+-- the results of the successful tasks of the newest batch
+SELECT t.task_id, r.result->'data'->'parsing' AS parsed
+  FROM nimble.batch_tasks t JOIN nimble.task_results r USING (task_id)
+ WHERE t.batch_id = (SELECT batch_id FROM nimble.batches
+                      ORDER BY created_at DESC LIMIT 1)
+   AND t.state = 'success'
+ ORDER BY t.task_id LIMIT 3;
