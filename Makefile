@@ -10,6 +10,9 @@ OBJS = \
 	src/json_doc.o \
 	src/decode.o \
 	src/routes.o \
+	src/routes_nimble.o \
+	src/routes_scrape.o \
+	src/routes_factcheck.o \
 	src/import.o \
 	src/security.o \
 	src/estimates.o \
@@ -22,7 +25,7 @@ EXTENSION = nimble_fdw
 DATA = nimble_fdw--1.0.sql nimble_fdw--1.0--1.1.sql
 PGFILEDESC = "nimble_fdw - foreign data wrapper for Nimble batch jobs"
 
-REGRESS = setup options batches batch_tasks batch_progress tasks pushdown joins errors cache_and_rate stats wait_batch upgrade
+REGRESS = setup options batches batch_tasks batch_progress tasks api_scrape api_factcheck pushdown joins errors cache_and_rate stats wait_batch upgrade
 
 SHLIB_LINK = -lcurl
 # our sources build warning-free; CI keeps them so

@@ -917,8 +917,8 @@ report_transport_error(NimbleHttpRequest *req)
 	/* curl's own words (with timings) go to the detail, not the message */
 	ereport(ERROR,
 			(errcode(sqlstate),
-			 errmsg("Nimble API request GET %s failed%s: %s",
-					req->path.data, attempts_note(req),
+			 errmsg("%s API request GET %s failed%s: %s",
+					req->session->api->title, req->path.data, attempts_note(req),
 					curl_easy_strerror(req->result)),
 			 req->errbuf[0] ? errdetail("%s", req->errbuf) : 0,
 			 errhint("%s", hint)));
@@ -956,7 +956,8 @@ report_http_error(NimbleHttpRequest *req)
 			break;
 		case 404:
 			sqlstate = ERRCODE_FDW_TABLE_NOT_FOUND;
-			hint = "Check that the server's url includes the API version, as in 'https://sdk.nimbleway.com/v1'.";
+			hint = psprintf("Check that the server's url includes the API version, as in '%s'.",
+							api->example_url);
 			break;
 		case 429:
 			sqlstate = ERRCODE_CONFIGURATION_LIMIT_EXCEEDED;
@@ -979,22 +980,22 @@ report_http_error(NimbleHttpRequest *req)
 	if (req->status >= 300 && req->status <= 399)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
-				 errmsg("Nimble API request GET %s failed: HTTP %ld redirect",
-						req->path.data, req->status),
+				 errmsg("%s API request GET %s failed: HTTP %ld redirect",
+						api->title, req->path.data, req->status),
 				 errdetail("The API redirected to \"%s\".", req->location),
 				 errhint("nimble_fdw never follows redirects, which could carry the key to another host: set the server's url to the final address.")));
 	if (api_msg)
 		ereport(ERROR,
 				(errcode(sqlstate),
-				 errmsg("Nimble API request GET %s failed%s: HTTP %ld",
-						req->path.data, attempts_note(req), req->status),
+				 errmsg("%s API request GET %s failed%s: HTTP %ld",
+						api->title, req->path.data, attempts_note(req), req->status),
 				 errdetail("The API said: %s", api_msg),
 				 errhint("%s", hint)));
 	else
 		ereport(ERROR,
 				(errcode(sqlstate),
-				 errmsg("Nimble API request GET %s failed%s: HTTP %ld",
-						req->path.data, attempts_note(req), req->status),
+				 errmsg("%s API request GET %s failed%s: HTTP %ld",
+						api->title, req->path.data, attempts_note(req), req->status),
 				 errdetail("The response body is not a JSON error message (content type \"%s\").",
 						   req->content_type[0] ? req->content_type : "none"),
 				 errhint("%s", hint)));
@@ -1028,8 +1029,8 @@ nimble_http_finish(NimbleHttpRequest *req, MemoryContext owner,
 	if (req->too_big)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("Nimble API response to GET %s is larger than max_response_bytes (" INT64_FORMAT " bytes)",
-						req->path.data, req->session->opts->max_response_bytes),
+				 errmsg("%s API response to GET %s is larger than max_response_bytes (" INT64_FORMAT " bytes)",
+						req->session->api->title, req->path.data, req->session->opts->max_response_bytes),
 				 errhint("Raise the server's max_response_bytes option if such responses are expected.")));
 	if (req->out_of_memory)
 		ereport(ERROR,

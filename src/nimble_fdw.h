@@ -42,7 +42,9 @@
 typedef enum NimblePaging
 {
 	NIMBLE_PAGING_NONE,			/* one response holds everything */
-	NIMBLE_PAGING_CURSOR		/* next_cursor / has_next, sent back as cursor */
+	NIMBLE_PAGING_CURSOR,		/* next_cursor / has_next, sent back as cursor */
+	NIMBLE_PAGING_OFFSET		/* offset = items so far, until has_next is
+								 * false or a page is empty */
 } NimblePaging;
 
 typedef struct NimbleEndpoint
@@ -54,9 +56,10 @@ typedef struct NimbleEndpoint
 	bool		rows_single;	/* the rows path holds one object, not an array */
 	NimblePaging paging;
 	const char *cursor_param;	/* query parameter carrying the cursor */
+	const char *offset_param;	/* query parameter carrying the offset */
 	const char *limit_param;	/* query parameter carrying the page size */
-	const char *next_cursor;	/* JSON paths in the body (not in a row) */
-	const char *has_next;
+	const char *next_cursor;	/* JSON paths in the body (not in a row); */
+	const char *has_next;		/* NULL where the API has none */
 	const char *total;
 	const char *item_key;		/* list: path of each item's key, in the row */
 } NimbleEndpoint;
@@ -92,8 +95,11 @@ typedef struct NimbleResourceDef
 
 typedef struct NimbleApiDef
 {
-	const char *name;
-	const char *default_url;
+	const char *name;			/* the server's "api" option */
+	const char *title;			/* in messages: "Nimble API request ..." */
+	const char *default_url;	/* NULL: the server needs a url */
+	const char *example_url;	/* for hints */
+	double		default_max_rps;	/* max_requests_per_second default */
 	const char *auth_header;	/* printf format taking the api key */
 	const NimbleEndpoint *endpoints;
 	int			nendpoints;
@@ -110,7 +116,15 @@ typedef enum NimbleRoute
 	NIMBLE_ROUTE_LIST_ROWS		/* list walk; items are rows (+ enrichment) */
 } NimbleRoute;
 
+/* the APIs (routes_*.c) */
+extern const NimbleApiDef nimble_api_def_nimble;
+extern const NimbleApiDef nimble_api_def_scrape;
+extern const NimbleApiDef nimble_api_def_factcheck;
+
 extern const NimbleApiDef *nimble_api_lookup(const char *name);
+extern char *nimble_api_names(void);
+extern char *nimble_resource_names(const NimbleApiDef *api);
+extern bool nimble_any_api_has_resource(const char *name);
 extern const NimbleResourceDef *nimble_resource_lookup(const NimbleApiDef *api,
 													   const char *name);
 extern const NimbleColumnDef *nimble_column_lookup(const NimbleResourceDef *res,
@@ -134,13 +148,12 @@ extern const char *nimble_column_path(const NimbleResourceDef *res,
  * ----------------------------------------------------------------
  */
 
-#define NIMBLE_DEFAULT_URL "https://sdk.nimbleway.com/v1"
 
 typedef struct NimbleServerOptions
 {
 	char	   *url;			/* base url, version prefix included, no
 								 * trailing slash */
-	char	   *api;			/* route table name */
+	const char *api;			/* route table name */
 	int			timeout_ms;
 	int			connect_timeout_ms;
 	int			page_size;		/* 0: let the API choose */
@@ -181,7 +194,6 @@ extern void nimble_check_allowed_host(const char *url, const char *servername);
  * ----------------------------------------------------------------
  */
 
-#define NIMBLE_DEFAULT_MAX_RPS 83	/* Nimble's default plan, per key */
 
 extern long nimble_throttle_acquire(Oid serverid, double rate, TimestampTz now);
 

@@ -199,7 +199,7 @@ check_url(const char *value)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid value for option \"url\": %s", problem),
 				 errhint("Use the API base URL with its version prefix, for example '%s'.",
-						 NIMBLE_DEFAULT_URL)));
+						 nimble_api_def_nimble.example_url)));
 }
 
 static void
@@ -221,24 +221,19 @@ check_secret(const char *name, const char *value)
 	}
 }
 
+/*
+ * A table's options are checked before it knows its server: here, that some
+ * API serves the resource; nimble_get_table_options, that the server's does.
+ */
 static void
 check_resource(const char *value)
 {
-	const NimbleApiDef *api = nimble_api_lookup("nimble");
-
-	if (nimble_resource_lookup(api, value) == NULL)
-	{
-		StringInfoData names;
-
-		initStringInfo(&names);
-		for (int i = 0; i < api->nresources; i++)
-			appendStringInfo(&names, "%s%s", i > 0 ? ", " : "",
-							 api->resources[i].name);
+	if (!nimble_any_api_has_resource(value))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid value for option \"resource\": \"%s\"", value),
-				 errhint("Valid resources are: %s.", names.data)));
-	}
+				 errhint("Valid resources are: %s.",
+						 nimble_resource_names(&nimble_api_def_nimble))));
 }
 
 /*
@@ -260,6 +255,44 @@ check_field(const char *value)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid value for option \"field\": \"%s\"", value),
 				 errhint("Give a JSON field name, a dotted path such as 'input.url', '#path' for an array's length, '$key' or '$row'.")));
+}
+
+/* The api option of a server's options, or NULL. */
+static const char *
+api_option(List *options)
+{
+	ListCell   *lc;
+
+	foreach(lc, options)
+	{
+		DefElem    *def = lfirst_node(DefElem, lc);
+
+		if (strcmp(def->defname, "api") == 0)
+			return defGetString(def);
+	}
+	return NULL;
+}
+
+/* An API whose host we cannot know needs the url option. */
+static void
+check_api_needs(List *options)
+{
+	const char *name = api_option(options);
+	const NimbleApiDef *api = nimble_api_lookup(name ? name : "nimble");
+	ListCell   *lc;
+
+	if (api == NULL || api->default_url != NULL)
+		return;
+	foreach(lc, options)
+	{
+		if (strcmp(lfirst_node(DefElem, lc)->defname, "url") == 0)
+			return;
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
+			 errmsg("a server with api '%s' needs the option \"url\"", api->name),
+			 errhint("Add OPTIONS (url '...'), the API's base URL with its version prefix, for example '%s'.",
+					 api->example_url)));
 }
 
 Datum
@@ -289,7 +322,7 @@ nimble_fdw_validator(PG_FUNCTION_ARGS)
 					ereport(ERROR,
 							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 							 errmsg("invalid value for option \"api\": \"%s\"", value),
-							 errhint("Valid values are: nimble.")));
+							 errhint("Valid values are: %s.", nimble_api_names())));
 				break;
 			case NIMBLE_OPT_INT:
 				(void) parse_int_option(opt, value);
@@ -339,6 +372,9 @@ nimble_fdw_validator(PG_FUNCTION_ARGS)
 		}
 	}
 
+	if (catalog == ForeignServerRelationId)
+		check_api_needs(options);
+
 	PG_RETURN_VOID();
 }
 
@@ -347,8 +383,15 @@ nimble_get_server_options(ForeignServer *server, NimbleServerOptions *opts)
 {
 	ListCell   *lc;
 
-	opts->url = NIMBLE_DEFAULT_URL;
-	opts->api = "nimble";
+	const char *api_name = api_option(server->options);
+	const NimbleApiDef *api = nimble_api_lookup(api_name ? api_name : "nimble");
+
+	/* the validator let no unknown api in */
+	if (api == NULL)
+		elog(ERROR, "unknown api \"%s\"", api_name);
+	opts->api = api->name;
+	/* an API without a default url cannot get here without one (validator) */
+	opts->url = pstrdup(api->default_url ? api->default_url : "");
 	opts->timeout_ms = 30000;
 	opts->connect_timeout_ms = 10000;
 	opts->page_size = 0;
@@ -357,7 +400,7 @@ nimble_get_server_options(ForeignServer *server, NimbleServerOptions *opts)
 	opts->max_response_bytes = INT64CONST(67108864);
 	opts->ca_bundle = NULL;
 	opts->tls_verify = true;
-	opts->max_requests_per_second = NIMBLE_DEFAULT_MAX_RPS;
+	opts->max_requests_per_second = api->default_max_rps;
 	opts->cache_ttl = 0;
 	opts->serverid = server->serverid;
 
@@ -372,8 +415,6 @@ nimble_get_server_options(ForeignServer *server, NimbleServerOptions *opts)
 			continue;
 		if (strcmp(opt->name, "url") == 0)
 			opts->url = pstrdup(value);
-		else if (strcmp(opt->name, "api") == 0)
-			opts->api = pstrdup(value);
 		else if (strcmp(opt->name, "timeout_ms") == 0)
 			opts->timeout_ms = (int) parse_int_option(opt, value);
 		else if (strcmp(opt->name, "connect_timeout_ms") == 0)
@@ -440,9 +481,10 @@ nimble_get_table_options(Oid relid, NimbleTableOptions *opts)
 	if (opts->resource == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_TABLE_NOT_FOUND),
-				 errmsg("foreign table \"%s\" does not name a Nimble resource",
-						get_rel_name(relid)),
-				 errhint("Add OPTIONS (resource 'batches'), 'batch_tasks' or 'batch_progress'.")));
+				 errmsg("foreign table \"%s\" does not name a resource of the %s API",
+						get_rel_name(relid), opts->api->title),
+				 errhint("Set OPTIONS (resource '...') to one of: %s.",
+						 nimble_resource_names(opts->api))));
 }
 
 /* The "field" option of a column, or NULL. */

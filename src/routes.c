@@ -1,229 +1,28 @@
 /*-------------------------------------------------------------------------
  *
  * routes.c
- *		  The Nimble batch API described as data.
+ *		  The batch APIs nimble_fdw speaks, and lookups in their tables.
  *
- * This is the only file that knows Nimble's endpoints and field names.  The
- * scan, HTTP and decoding code are driven by these tables, so another batch
- * API of the same shape (batch, its items, its progress) is another set of
- * tables here, not another copy of the scan.
+ * Each API is data in a file of its own (routes_nimble.c, routes_scrape.c,
+ * routes_factcheck.c): endpoints, resources, columns, the auth header and
+ * where error bodies say why.  The scan, HTTP and decoding code are driven
+ * by those tables, so another batch API of the same shape (batch, its
+ * items, its progress) is another file of tables and a line below, not
+ * another copy of the scan.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "lib/stringinfo.h"
+
 #include "nimble_fdw.h"
 
-/* Endpoint indexes of the Nimble table. */
-enum
-{
-	NIMBLE_EP_LIST,
-	NIMBLE_EP_DETAILS,
-	NIMBLE_EP_PROGRESS,
-	NIMBLE_EP_TASKS,
-	NIMBLE_EP_TASK,
-	NIMBLE_EP_TASK_RESULTS
+static const NimbleApiDef *const all_apis[] = {
+	&nimble_api_def_nimble,
+	&nimble_api_def_scrape,
+	&nimble_api_def_factcheck,
 };
-
-static const NimbleEndpoint nimble_endpoints[] = {
-	[NIMBLE_EP_LIST] = {
-		.name = "list",
-		.path = "/batches",
-		.rows = "data",
-		.rows_required = true,
-		.paging = NIMBLE_PAGING_CURSOR,
-		.cursor_param = "cursor",
-		.limit_param = "limit",
-		.next_cursor = "pagination.next_cursor",
-		.has_next = "pagination.has_next",
-		.total = "pagination.total",
-		.item_key = "id",
-	},
-	[NIMBLE_EP_DETAILS] = {
-		.name = "details",
-		.path = "/batches/{key}",
-		.rows = "tasks",
-		.rows_required = true,
-	},
-	[NIMBLE_EP_PROGRESS] = {
-		.name = "progress",
-		.path = "/batches/{key}/progress",
-		.rows = "",
-	},
-	/* the tasks of every batch, paged like /batches */
-	[NIMBLE_EP_TASKS] = {
-		.name = "tasks",
-		.path = "/tasks",
-		.rows = "data",
-		.rows_required = true,
-		.paging = NIMBLE_PAGING_CURSOR,
-		.cursor_param = "cursor",
-		.limit_param = "limit",
-		.next_cursor = "pagination.next_cursor",
-		.has_next = "pagination.has_next",
-		.total = "pagination.total",
-		.item_key = "id",
-	},
-	/* one task: {"task": {...}} */
-	[NIMBLE_EP_TASK] = {
-		.name = "task",
-		.path = "/tasks/{key}",
-		.rows = "task",
-		.rows_required = true,
-		.rows_single = true,
-	},
-	/* a finished task's results: the body is the result */
-	[NIMBLE_EP_TASK_RESULTS] = {
-		.name = "results",
-		.path = "/tasks/{key}/results",
-		.rows = "",
-	},
-};
-
-/*
- * batches: rows are the list's items.  The progress columns are not in the
- * list, so they come from /progress, per row, and only when the query uses
- * them.  A query that uses only columns /progress has can go there straight
- * by key.
- */
-static const NimbleColumnDef nimble_batches_columns[] = {
-	{"batch_id", "text", "id", "id", NULL},
-	{"account_name", "text", "account_name", NULL, NULL},
-	{"username", "text", "username", NULL, NULL},
-	{"completed", "boolean", "completed", "completed", NULL},
-	{"created_at", "timestamptz", "created_at", NULL, NULL},
-	{"task_ids", "text[]", "tasks", NULL, NULL},
-	{"task_count", "integer", "#tasks", NULL, NULL},
-	{"completed_count", "integer", NULL, "completed_count", "completed_count"},
-	{"progress", "numeric", NULL, "progress", "progress"},
-	{"completed_at", "timestamptz", NULL, "completed_at", "completed_at"},
-};
-
-/* batch_tasks: one row per non-null entry of a batch's "tasks". */
-static const NimbleColumnDef nimble_batch_tasks_columns[] = {
-	{"batch_id", "text", NULL, "$key", NULL},
-	{"task_id", "text", NULL, "id", NULL},
-	{"state", "text", NULL, "state", NULL},
-	{"status_code", "integer", NULL, "status_code", NULL},
-	{"api_type", "text", NULL, "api_type", NULL},
-	{"error", "text", NULL, "error", NULL},
-	{"error_type", "text", NULL, "error_type", NULL},
-	{"created_at", "timestamptz", NULL, "created_at", NULL},
-	{"modified_at", "timestamptz", NULL, "modified_at", NULL},
-	{"account_name", "text", NULL, "account_name", NULL},
-	{"input", "jsonb", NULL, "input", NULL},
-	{"query", "jsonb", NULL, "_query", NULL},
-	{"output_url", "text", NULL, "output_url", NULL},
-	{"status_url", "text", NULL, "status_url", NULL},
-	{"download_url", "text", NULL, "download_url", NULL},
-};
-
-static const NimbleColumnDef nimble_batch_progress_columns[] = {
-	{"batch_id", "text", NULL, "id", NULL},
-	{"completed", "boolean", NULL, "completed", NULL},
-	{"completed_count", "integer", NULL, "completed_count", NULL},
-	{"progress", "numeric", NULL, "progress", NULL},
-	{"completed_at", "timestamptz", NULL, "completed_at", NULL},
-};
-
-/* tasks: the same task objects as batch_tasks, from /tasks. */
-static const NimbleColumnDef nimble_tasks_columns[] = {
-	{"batch_id", "text", "batch_id", "batch_id", NULL},
-	{"task_id", "text", "id", "id", NULL},
-	{"state", "text", "state", "state", NULL},
-	{"status_code", "integer", "status_code", "status_code", NULL},
-	{"api_type", "text", "api_type", "api_type", NULL},
-	{"error", "text", "error", "error", NULL},
-	{"error_type", "text", "error_type", "error_type", NULL},
-	{"created_at", "timestamptz", "created_at", "created_at", NULL},
-	{"modified_at", "timestamptz", "modified_at", "modified_at", NULL},
-	{"account_name", "text", "account_name", "account_name", NULL},
-	{"input", "jsonb", "input", "input", NULL},
-	{"query", "jsonb", "_query", "_query", NULL},
-	{"output_url", "text", "output_url", "output_url", NULL},
-	{"status_url", "text", "status_url", "status_url", NULL},
-	{"download_url", "text", "download_url", "download_url", NULL},
-};
-
-/* task_results: one row per task id asked for; no list to walk. */
-static const NimbleColumnDef nimble_task_results_columns[] = {
-	{"task_id", "text", NULL, "$key", NULL},
-	{"result", "jsonb", NULL, "$row", NULL},
-};
-
-static const NimbleResourceDef nimble_resources[] = {
-	{
-		.name = "batches",
-		.key_column = "batch_id",
-		.unit_noun = "batch",
-		.columns = nimble_batches_columns,
-		.ncolumns = lengthof(nimble_batches_columns),
-		.keyed_endpoint = NIMBLE_EP_PROGRESS,
-		.list_endpoint = NIMBLE_EP_LIST,
-		.list_rows = true,
-		.extra_endpoint = NIMBLE_EP_PROGRESS,
-	},
-	{
-		.name = "batch_tasks",
-		.key_column = "batch_id",
-		.unit_noun = "batch",
-		.columns = nimble_batch_tasks_columns,
-		.ncolumns = lengthof(nimble_batch_tasks_columns),
-		.keyed_endpoint = NIMBLE_EP_DETAILS,
-		.list_endpoint = NIMBLE_EP_LIST,
-		.list_rows = false,
-		.extra_endpoint = -1,
-	},
-	{
-		.name = "batch_progress",
-		.key_column = "batch_id",
-		.unit_noun = "batch",
-		.columns = nimble_batch_progress_columns,
-		.ncolumns = lengthof(nimble_batch_progress_columns),
-		.keyed_endpoint = NIMBLE_EP_PROGRESS,
-		.list_endpoint = NIMBLE_EP_LIST,
-		.list_rows = false,
-		.extra_endpoint = -1,
-	},
-	{
-		.name = "tasks",
-		.key_column = "task_id",
-		.unit_noun = "task",
-		.columns = nimble_tasks_columns,
-		.ncolumns = lengthof(nimble_tasks_columns),
-		.keyed_endpoint = NIMBLE_EP_TASK,
-		.list_endpoint = NIMBLE_EP_TASKS,
-		.list_rows = true,
-		.extra_endpoint = -1,
-	},
-	{
-		.name = "task_results",
-		.key_column = "task_id",
-		.unit_noun = "task",
-		.columns = nimble_task_results_columns,
-		.ncolumns = lengthof(nimble_task_results_columns),
-		.keyed_endpoint = NIMBLE_EP_TASK_RESULTS,
-		.list_endpoint = -1,
-		.list_rows = false,
-		.extra_endpoint = -1,
-	},
-};
-
-/* Nimble's error bodies carry "msg" (400/402/429), "error" (404), "message" (500). */
-static const char *const nimble_error_paths[] = {"msg", "error", "message", NULL};
-
-static const NimbleApiDef nimble_api = {
-	.name = "nimble",
-	.default_url = NIMBLE_DEFAULT_URL,
-	.auth_header = "Authorization: Bearer %s",
-	.endpoints = nimble_endpoints,
-	.nendpoints = lengthof(nimble_endpoints),
-	.resources = nimble_resources,
-	.nresources = lengthof(nimble_resources),
-	.error_message_paths = nimble_error_paths,
-};
-
-static const NimbleApiDef *const all_apis[] = {&nimble_api};
 
 const NimbleApiDef *
 nimble_api_lookup(const char *name)
@@ -234,6 +33,45 @@ nimble_api_lookup(const char *name)
 			return all_apis[i];
 	}
 	return NULL;
+}
+
+/* "nimble, scrape, factcheck": for hints. */
+char *
+nimble_api_names(void)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (int i = 0; i < lengthof(all_apis); i++)
+		appendStringInfo(&buf, "%s%s", i > 0 ? ", " : "", all_apis[i]->name);
+	return buf.data;
+}
+
+/* The resources of api, as "batches, batch_tasks, ...": for hints. */
+char *
+nimble_resource_names(const NimbleApiDef *api)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (int i = 0; i < api->nresources; i++)
+		appendStringInfo(&buf, "%s%s", i > 0 ? ", " : "", api->resources[i].name);
+	return buf.data;
+}
+
+/*
+ * Does any API serve a resource of this name?  A table's options are
+ * checked before it knows its server, hence its API.
+ */
+bool
+nimble_any_api_has_resource(const char *name)
+{
+	for (int i = 0; i < lengthof(all_apis); i++)
+	{
+		if (nimble_resource_lookup(all_apis[i], name) != NULL)
+			return true;
+	}
+	return false;
 }
 
 const NimbleResourceDef *

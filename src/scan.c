@@ -102,6 +102,7 @@ struct NimbleScan
 	bool		list_done;
 	char	   *cursor;			/* cursor for the next page; NULL = first */
 	HTAB	   *seen_cursors;
+	int64		offset;			/* offset paging: items before the next page */
 	List	   *pages;			/* ListPage *, oldest first */
 
 	/* the window of units, in order */
@@ -138,6 +139,20 @@ static NimbleDocSpec *
 spec_for_endpoint(const NimbleEndpoint *ep)
 {
 	return nimble_doc_spec_create(ep->rows, ep->rows_required, ep->rows_single);
+}
+
+/* The slot of a page-level path, or -1 where the endpoint has none. */
+static int
+page_slot(NimbleDocSpec *spec, const char *path)
+{
+	return path ? nimble_doc_spec_add_page_path(spec, path) : -1;
+}
+
+/* A page-level value, or NULL where the endpoint has none. */
+static NimbleJsonValue *
+page_value(ListPage *page, int slot)
+{
+	return slot >= 0 ? &page->doc.page[slot] : NULL;
 }
 
 static void
@@ -228,12 +243,9 @@ nimble_scan_create(MemoryContext parent, const NimbleTableOptions *table,
 		scan->list_spec = spec_for_endpoint(scan->list_ep);
 		scan->list_key_slot = nimble_doc_spec_add_row_path(scan->list_spec,
 														   scan->list_ep->item_key);
-		scan->list_cursor_slot = nimble_doc_spec_add_page_path(scan->list_spec,
-															   scan->list_ep->next_cursor);
-		scan->list_has_next_slot = nimble_doc_spec_add_page_path(scan->list_spec,
-																 scan->list_ep->has_next);
-		scan->list_total_slot = nimble_doc_spec_add_page_path(scan->list_spec,
-															  scan->list_ep->total);
+		scan->list_cursor_slot = page_slot(scan->list_spec, scan->list_ep->next_cursor);
+		scan->list_has_next_slot = page_slot(scan->list_spec, scan->list_ep->has_next);
+		scan->list_total_slot = page_slot(scan->list_spec, scan->list_ep->total);
 		scan->list_req = NULL;
 	}
 	if (route == NIMBLE_ROUTE_LIST_ROWS)
@@ -424,6 +436,9 @@ start_list_request(NimbleScan *scan)
 		appendStringInfo(&path, "%c%s=", sep, scan->list_ep->cursor_param);
 		append_encoded(&path, scan->cursor);
 	}
+	if (scan->offset > 0)
+		appendStringInfo(&path, "%c%s=" INT64_FORMAT, sep,
+						 scan->list_ep->offset_param, scan->offset);
 	nimble_http_start(scan->list_req, path.data, false);
 	scan->list_req_running = true;
 	pfree(path.data);
@@ -431,25 +446,61 @@ start_list_request(NimbleScan *scan)
 
 /* Report a response that parsed badly; never returns. */
 static void
-report_bad_body(NimbleDocStatus status, const char *path, const char *detail)
+report_bad_body(const NimbleApiDef *api, NimbleDocStatus status,
+				const char *path, const char *detail)
 {
 	if (status == NIMBLE_DOC_BAD_JSON)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_INVALID_STRING_FORMAT),
-				 errmsg("Nimble API returned an invalid JSON body for GET %s", path),
+				 errmsg("%s API returned an invalid JSON body for GET %s", api->title, path),
 				 errdetail("%s", detail),
 				 errhint("The API or a proxy in between answered with something else than JSON; try again later.")));
 	ereport(ERROR,
 			(errcode(ERRCODE_PROTOCOL_VIOLATION),
-			 errmsg("Nimble API returned an unexpected response for GET %s", path),
+			 errmsg("%s API returned an unexpected response for GET %s", api->title, path),
 			 errdetail("%s", detail),
 			 errhint("The API's response format may have changed; please report this to the nimble_fdw maintainers.")));
 }
 
 static void
-protocol_error(const char *path, const char *detail)
+protocol_error(const NimbleApiDef *api, const char *path, const char *detail)
 {
-	report_bad_body(NIMBLE_DOC_BAD_SHAPE, path, detail);
+	report_bad_body(api, NIMBLE_DOC_BAD_SHAPE, path, detail);
+}
+
+/*
+ * Offset paging: the next page starts after the items seen so far.  The
+ * walk ends when has_next says so, or, for an API without it, when the
+ * items reach the total; an empty page that claims more would repeat
+ * itself forever.
+ */
+static void
+next_offset(NimbleScan *scan, ListPage *page, NimbleJsonValue *has_next,
+			NimbleJsonValue *total, const char *path)
+{
+	const NimbleEndpoint *ep = scan->list_ep;
+
+	scan->offset += page->doc.nrows;
+	if (has_next && has_next->type == JSON_TOKEN_FALSE)
+		scan->list_done = true;
+	else if (has_next && has_next->type == JSON_TOKEN_TRUE)
+	{
+		if (page->doc.nrows == 0)
+			protocol_error(scan->api, path,
+						   psprintf("\"%s\" is true on a page without items; following it would loop forever.",
+									ep->has_next));
+	}
+	else if (has_next && has_next->type != JSON_TOKEN_INVALID)
+		protocol_error(scan->api, path,
+					   psprintf("\"%s\" is not a boolean.", ep->has_next));
+	else if (total && total->type == JSON_TOKEN_NUMBER)
+		scan->list_done = page->doc.nrows == 0 ||
+			scan->offset >= strtod(total->str, NULL);
+	else
+		protocol_error(scan->api, path,
+					   psprintf("The page says neither \"%s\" nor \"%s\".",
+								ep->has_next ? ep->has_next : "has_next",
+								ep->total ? ep->total : "total"));
 }
 
 /* Wait for the list page in flight, decode it, and queue it. */
@@ -465,6 +516,7 @@ finish_list_request(NimbleScan *scan)
 	const char *path = nimble_http_path(scan->list_req);
 	NimbleJsonValue *has_next;
 	NimbleJsonValue *cursor;
+	NimbleJsonValue *total;
 	bool		found;
 
 	cxt = AllocSetContextCreate(scan->cxt, "nimble_fdw list page",
@@ -480,29 +532,36 @@ finish_list_request(NimbleScan *scan)
 	nimble_http_count_page(scan->http);
 	status = nimble_doc_parse(scan->list_spec, body, len, &page->doc, &detail);
 	if (status != NIMBLE_DOC_OK)
-		report_bad_body(status, path, detail);
+		report_bad_body(scan->api, status, path, detail);
 	nimble_http_remember(scan->list_req, body, len);
 
-	if (page->doc.page[scan->list_total_slot].type == JSON_TOKEN_NUMBER)
+	total = page_value(page, scan->list_total_slot);
+	if (total && total->type == JSON_TOKEN_NUMBER)
 		nimble_learn_list_total(scan->table->serverid, scan->list_ep,
-								strtod(page->doc.page[scan->list_total_slot].str, NULL));
+								strtod(total->str, NULL));
 
-	has_next = &page->doc.page[scan->list_has_next_slot];
-	cursor = &page->doc.page[scan->list_cursor_slot];
-	if (has_next->type == JSON_TOKEN_FALSE)
+	has_next = page_value(page, scan->list_has_next_slot);
+	if (scan->list_ep->paging == NIMBLE_PAGING_OFFSET)
+	{
+		next_offset(scan, page, has_next, total, path);
+		return;
+	}
+	if (scan->list_ep->paging == NIMBLE_PAGING_NONE ||
+		(has_next && has_next->type == JSON_TOKEN_FALSE))
 	{
 		scan->list_done = true;
 		return;
 	}
-	if (has_next->type != JSON_TOKEN_TRUE)
-		protocol_error(path, psprintf("\"%s\" is missing or not a boolean.",
+	cursor = page_value(page, scan->list_cursor_slot);
+	if (has_next == NULL || has_next->type != JSON_TOKEN_TRUE)
+		protocol_error(scan->api, path, psprintf("\"%s\" is missing or not a boolean.",
 									  scan->list_ep->has_next));
-	if (cursor->type != JSON_TOKEN_STRING || cursor->str[0] == '\0')
-		protocol_error(path, psprintf("\"%s\" is true but \"%s\" is not a cursor.",
+	if (cursor == NULL || cursor->type != JSON_TOKEN_STRING || cursor->str[0] == '\0')
+		protocol_error(scan->api, path, psprintf("\"%s\" is true but \"%s\" is not a cursor.",
 									  scan->list_ep->has_next,
 									  scan->list_ep->next_cursor));
 	if (strlen(cursor->str) >= NAMEDATALEN * 16)
-		protocol_error(path, "The next cursor is implausibly long.");
+		protocol_error(scan->api, path, "The next cursor is implausibly long.");
 
 	/* a cursor seen before means the walk would never end */
 	if (scan->seen_cursors == NULL)
@@ -517,7 +576,7 @@ finish_list_request(NimbleScan *scan)
 	}
 	(void) hash_search(scan->seen_cursors, cursor->str, HASH_ENTER, &found);
 	if (found)
-		protocol_error(path, psprintf("The API returned cursor \"%s\" a second time; following it would loop forever.",
+		protocol_error(scan->api, path, psprintf("The API returned cursor \"%s\" a second time; following it would loop forever.",
 									  cursor->str));
 	if (scan->cursor)
 		pfree(scan->cursor);
@@ -536,7 +595,7 @@ item_key(NimbleScan *scan, ListPage *page, int item)
 	NimbleJsonValue *v = &page->doc.rows[item * page->doc.row_slots + scan->list_key_slot];
 
 	if (v->type != JSON_TOKEN_STRING && v->type != JSON_TOKEN_NUMBER)
-		protocol_error(scan->list_ep->path,
+		protocol_error(scan->api, scan->list_ep->path,
 					   psprintf("An item of the list has no \"%s\".",
 								scan->list_ep->item_key));
 	return v->str;
@@ -696,7 +755,7 @@ open_unit(NimbleScan *scan)
 	scan->cur_doc.cxt = scan->unit_cxt;
 	status = nimble_doc_parse(scan->unit_spec, body, len, &scan->cur_doc, &detail);
 	if (status != NIMBLE_DOC_OK)
-		report_bad_body(status, nimble_http_path(unit->req), detail);
+		report_bad_body(scan->api, status, nimble_http_path(unit->req), detail);
 	nimble_http_remember(unit->req, body, len);
 	scan->cur_nrows = scan->route == NIMBLE_ROUTE_LIST_ROWS ? 1 : scan->cur_doc.nrows;
 	if (scan->route != NIMBLE_ROUTE_LIST_ROWS)
@@ -842,6 +901,7 @@ nimble_scan_rewind(NimbleScan *scan)
 	if (scan->cursor)
 		pfree(scan->cursor);
 	scan->cursor = NULL;
+	scan->offset = 0;
 	if (scan->seen_cursors)
 	{
 		hash_destroy(scan->seen_cursors);

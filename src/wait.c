@@ -93,6 +93,7 @@ nimble_wait_batch(PG_FUNCTION_ARGS)
 	ForeignServer *server;
 	NimbleServerOptions sopts;
 	NimbleTableOptions topts;
+	const NimbleColumnDef *completed_col;
 	TupleDesc	tupdesc;
 	List	   *attrs = NIL;
 	int			completed_att = -1;
@@ -144,11 +145,15 @@ nimble_wait_batch(PG_FUNCTION_ARGS)
 	topts.serverid = server->serverid;
 	topts.api = nimble_api_lookup(sopts.api);
 	topts.resource = topts.api ? nimble_resource_lookup(topts.api, "batch_progress") : NULL;
-	if (topts.resource == NULL || topts.resource->keyed_endpoint < 0)
+	/* the returned type is Nimble's progress: the API must have its shape */
+	completed_col = topts.resource ? nimble_column_lookup(topts.resource, "completed") : NULL;
+	if (topts.resource == NULL || topts.resource->keyed_endpoint < 0 ||
+		completed_col == NULL || strcmp(completed_col->type, "boolean") != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("the %s API of server \"%s\" has no batch progress to wait on",
-						sopts.api, server->servername)));
+						sopts.api, server->servername),
+				 errhint("nimble_wait_batch needs a batch_progress with a boolean \"completed\"; poll batch_progress instead.")));
 	nimble_check_allowed_host(sopts.url, server->servername);
 	api_key = nimble_get_api_key(server, GetUserId());
 

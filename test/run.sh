@@ -23,24 +23,33 @@ make -s PG_CONFIG="$PG_CONFIG"
 make -s PG_CONFIG="$PG_CONFIG" install >/dev/null
 
 work=$(mktemp -d)
-mock_pid=
+mock_pids=
 cleanup() {
-	[ -n "$mock_pid" ] && kill "$mock_pid" 2>/dev/null || true
+	for pid in $mock_pids; do
+		kill "$pid" 2>/dev/null || true
+	done
 	rm -rf "$work"
 }
 trap cleanup EXIT
 
-# start_mock NAME ARGS...: a mock API on a free port; sets $mock_url
+# start_mock [SCRIPT] ARGS...: a mock API (test/mock_nimble.py unless SCRIPT
+# names another test/mock_*.py) on a free port; sets $mock_url
 start_mock() {
-	local portfile=$work/port
+	local script=test/mock_nimble.py
+	case "${1:-}" in
+	test/mock_*.py) script=$1; shift ;;
+	esac
+	local name
+	name=$(basename "$script" .py)
+	local portfile=$work/$name.port
 	rm -f "$portfile"
-	python3 test/mock_nimble.py --port 0 --port-file "$portfile" "$@" >"$work/mock.log" 2>&1 &
-	mock_pid=$!
+	python3 "$script" --port 0 --port-file "$portfile" "$@" >"$work/$name.log" 2>&1 &
+	mock_pids="$mock_pids $!"
 	for _ in $(seq 100); do
 		[ -s "$portfile" ] && break
 		sleep 0.1
 	done
-	[ -s "$portfile" ] || { echo "run.sh: the mock API did not start" >&2; cat "$work/mock.log" >&2; exit 1; }
+	[ -s "$portfile" ] || { echo "run.sh: $script did not start" >&2; cat "$work/$name.log" >&2; exit 1; }
 	mock_url="http://127.0.0.1:$(tr -d '[:space:]' <"$portfile")"
 }
 
@@ -68,8 +77,17 @@ test)
 	tail -n 1 "$work/selfcheck.log" | sed 's/^/mock_selfcheck: /'
 	[ $status -eq 0 ] || { cat "$work/selfcheck.log"; exit $status; }
 
+	python3 test/mock_apis_selfcheck.py --no-bench >"$work/apis_selfcheck.log" 2>&1 || status=$?
+	sed 's/^/mock_apis_selfcheck: /' "$work/apis_selfcheck.log" | tail -n 2
+	[ $status -eq 0 ] || { cat "$work/apis_selfcheck.log"; exit $status; }
+
 	start_mock
 	export NIMBLE_MOCK_URL=$mock_url
+	# the other APIs of the route tables (issue 6), each with its own mock
+	start_mock test/mock_scrape.py
+	export NIMBLE_SCRAPE_MOCK_URL=$mock_url
+	start_mock test/mock_factcheck.py
+	export NIMBLE_FACTCHECK_MOCK_URL=$mock_url
 	# every message at every level goes to the log, which must then hold
 	# neither key the suites use (the api key never appears in a message)
 	pg_virtualenv -v 15 -o log_min_messages=debug5 -o log_error_verbosity=verbose sh -c '
