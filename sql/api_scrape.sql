@@ -129,6 +129,12 @@ SELECT count(*) FROM scr.fault_jobs WHERE batch_id = 'batch_xyz789';
 \set VERBOSITY terse
 SELECT set_scrape_fault('fault=stall_headers/stall=30');
 SELECT sqlstate_of($$SELECT * FROM scr.fault_progress WHERE batch_id = 'batch_xyz789'$$);
+-- a cancel (here statement_timeout) lands while the request hangs
+ALTER SERVER scr_fault OPTIONS (SET timeout_ms '60000');
+SET statement_timeout = '300ms';
+SELECT * FROM scr.fault_progress WHERE batch_id = 'batch_xyz789';
+RESET statement_timeout;
+ALTER SERVER scr_fault OPTIONS (SET timeout_ms '1000');
 SELECT set_scrape_fault('fault=truncate');
 SELECT sqlstate_of($$SELECT * FROM scr.fault_progress WHERE batch_id = 'batch_xyz789'$$);
 SELECT set_scrape_fault('fault=html/status=502');
