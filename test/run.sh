@@ -78,7 +78,7 @@ test)
 	[ $status -eq 0 ] || { cat "$work/selfcheck.log"; exit $status; }
 
 	python3 test/mock_apis_selfcheck.py --no-bench >"$work/apis_selfcheck.log" 2>&1 || status=$?
-	sed 's/^/mock_apis_selfcheck: /' "$work/apis_selfcheck.log" | tail -n 2
+	sed "s/^/mock_apis_selfcheck: /" "$work/apis_selfcheck.log" | tail -n 3
 	[ $status -eq 0 ] || { cat "$work/apis_selfcheck.log"; exit $status; }
 
 	start_mock
