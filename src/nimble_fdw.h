@@ -38,7 +38,11 @@
  * ----------------------------------------------------------------
  */
 
-/* How a list endpoint pages through its items. */
+/*
+ * How a list endpoint pages through its items.  CURSOR needs cursor_param,
+ * next_cursor and has_next; OFFSET needs offset_param and has_next or
+ * total (or both).  limit_param and total are optional for either.
+ */
 typedef enum NimblePaging
 {
 	NIMBLE_PAGING_NONE,			/* one response holds everything */
