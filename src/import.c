@@ -44,13 +44,13 @@ nimble_import_schema(ImportForeignSchemaStmt *stmt, Oid serverOid)
 	List	   *commands = NIL;
 
 	nimble_get_server_options(server, &opts);
-	api = nimble_api_lookup(opts.api);
-	if (api == NULL || strcmp(stmt->remote_schema, api->name) != 0)
+	api = opts.api;
+	if (strcmp(stmt->remote_schema, api->name) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_SCHEMA_NOT_FOUND),
 				 errmsg("remote schema \"%s\" does not exist", stmt->remote_schema),
 				 errhint("Server \"%s\" offers one schema: IMPORT FOREIGN SCHEMA %s FROM SERVER %s INTO ...",
-						 server->servername, opts.api,
+						 server->servername, api->name,
 						 quote_identifier(server->servername))));
 
 	for (int i = 0; i < api->nresources; i++)

@@ -157,7 +157,7 @@ typedef struct NimbleServerOptions
 {
 	char	   *url;			/* base url, version prefix included, no
 								 * trailing slash */
-	const char *api;			/* route table name */
+	const NimbleApiDef *api;	/* the "api" option's route tables */
 	int			timeout_ms;
 	int			connect_timeout_ms;
 	int			page_size;		/* 0: let the API choose */

@@ -389,7 +389,7 @@ nimble_get_server_options(ForeignServer *server, NimbleServerOptions *opts)
 	/* the validator let no unknown api in */
 	if (api == NULL)
 		elog(ERROR, "unknown api \"%s\"", api_name);
-	opts->api = api->name;
+	opts->api = api;
 	/* an API without a default url cannot get here without one (validator) */
 	opts->url = pstrdup(api->default_url ? api->default_url : "");
 	opts->timeout_ms = 30000;
@@ -463,9 +463,7 @@ nimble_get_table_options(Oid relid, NimbleTableOptions *opts)
 	nimble_get_server_options(server, &sopts);
 	opts->relid = relid;
 	opts->serverid = table->serverid;
-	opts->api = nimble_api_lookup(sopts.api);
-	if (opts->api == NULL)
-		elog(ERROR, "unknown api \"%s\"", sopts.api);
+	opts->api = sopts.api;
 
 	foreach(lc, table->options)
 	{

@@ -143,8 +143,8 @@ nimble_wait_batch(PG_FUNCTION_ARGS)
 	sopts.cache_ttl = 0;
 	topts.relid = InvalidOid;
 	topts.serverid = server->serverid;
-	topts.api = nimble_api_lookup(sopts.api);
-	topts.resource = topts.api ? nimble_resource_lookup(topts.api, "batch_progress") : NULL;
+	topts.api = sopts.api;
+	topts.resource = nimble_resource_lookup(topts.api, "batch_progress");
 	/* the returned type is Nimble's progress: the API must have its shape */
 	completed_col = topts.resource ? nimble_column_lookup(topts.resource, "completed") : NULL;
 	if (topts.resource == NULL || topts.resource->keyed_endpoint < 0 ||
@@ -152,7 +152,7 @@ nimble_wait_batch(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("the %s API of server \"%s\" has no batch progress to wait on",
-						sopts.api, server->servername),
+						sopts.api->name, server->servername),
 				 errhint("nimble_wait_batch needs a batch_progress with a boolean \"completed\"; poll batch_progress instead.")));
 	nimble_check_allowed_host(sopts.url, server->servername);
 	api_key = nimble_get_api_key(server, GetUserId());
