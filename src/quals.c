@@ -250,9 +250,12 @@ nimble_get_rel_size(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 	ListCell   *lc;
 	bool		ignored;
 	Selectivity sel;
+	const NimbleResourceDef *res;
+	const NimbleEndpoint *keyed;
 
 	baserel->fdw_private = ps;
 	nimble_get_table_options(foreigntableid, &ps->table);
+	res = ps->table.resource;
 	nimble_get_server_options(GetForeignServer(table->serverid), &ps->server);
 	ps->key_attno = find_key_column(foreigntableid, ps->table.resource);
 
@@ -296,14 +299,14 @@ nimble_get_rel_size(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 
 	/* what earlier scans saw, else a guess */
 	ps->est_list_items = NIMBLE_DEFAULT_LIST_ITEMS;
-	if (ps->table.resource->list_endpoint >= 0)
+	if (res->list_endpoint >= 0)
 		nimble_learned_list_total(ps->table.serverid,
-								  &ps->table.api->endpoints[ps->table.resource->list_endpoint],
+								  &ps->table.api->endpoints[res->list_endpoint],
 								  &ps->est_list_items);
-	ps->est_rows_per_key = ps->table.resource->list_rows ||
-		ps->table.resource->keyed_endpoint < 0 ||
-		ps->table.api->endpoints[ps->table.resource->keyed_endpoint].rows[0] == '\0' ||
-		ps->table.api->endpoints[ps->table.resource->keyed_endpoint].rows_single
+	/* one row per key where a key's response is one object */
+	keyed = res->keyed_endpoint >= 0 ? &ps->table.api->endpoints[res->keyed_endpoint] : NULL;
+	ps->est_rows_per_key = res->list_rows || keyed == NULL ||
+		keyed->rows[0] == '\0' || keyed->rows_single
 		? 1.0 : NIMBLE_DEFAULT_ROWS_PER_KEY;
 	nimble_learned_rows_per_key(ps->table.serverid, ps->table.resource->name,
 								&ps->est_rows_per_key);
