@@ -83,6 +83,10 @@ typedef struct NimbleColumnDef
 	const char *extra_path;		/* in the per-row enrichment response */
 } NimbleColumnDef;
 
+/* A column at the same path in the list's items and in the keyed rows. */
+#define NIMBLE_COLUMN_LISTED_AND_KEYED(name, type, path) \
+	{name, type, path, path, NULL}
+
 typedef struct NimbleResourceDef
 {
 	const char *name;

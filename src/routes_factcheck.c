@@ -42,7 +42,7 @@ static const NimbleEndpoint factcheck_endpoints[] = {
 };
 
 /* the list's items are the same objects as GET /batch/{id} */
-#define BOTH(col, type, path) {col, type, path, path, NULL}
+#define BOTH NIMBLE_COLUMN_LISTED_AND_KEYED
 
 static const NimbleColumnDef factcheck_batches_columns[] = {
 	BOTH("batch_id", "text", "id"),

@@ -125,23 +125,28 @@ static const NimbleColumnDef nimble_batch_progress_columns[] = {
 	{"completed_at", "timestamptz", NULL, "completed_at", NULL},
 };
 
-/* tasks: the same task objects as batch_tasks, from /tasks. */
+/*
+ * tasks: the same task objects as batch_tasks, from /tasks; /tasks/{id}
+ * answers the same object.
+ */
+#define BOTH NIMBLE_COLUMN_LISTED_AND_KEYED
+
 static const NimbleColumnDef nimble_tasks_columns[] = {
-	{"batch_id", "text", "batch_id", "batch_id", NULL},
-	{"task_id", "text", "id", "id", NULL},
-	{"state", "text", "state", "state", NULL},
-	{"status_code", "integer", "status_code", "status_code", NULL},
-	{"api_type", "text", "api_type", "api_type", NULL},
-	{"error", "text", "error", "error", NULL},
-	{"error_type", "text", "error_type", "error_type", NULL},
-	{"created_at", "timestamptz", "created_at", "created_at", NULL},
-	{"modified_at", "timestamptz", "modified_at", "modified_at", NULL},
-	{"account_name", "text", "account_name", "account_name", NULL},
-	{"input", "jsonb", "input", "input", NULL},
-	{"query", "jsonb", "_query", "_query", NULL},
-	{"output_url", "text", "output_url", "output_url", NULL},
-	{"status_url", "text", "status_url", "status_url", NULL},
-	{"download_url", "text", "download_url", "download_url", NULL},
+	BOTH("batch_id", "text", "batch_id"),
+	BOTH("task_id", "text", "id"),
+	BOTH("state", "text", "state"),
+	BOTH("status_code", "integer", "status_code"),
+	BOTH("api_type", "text", "api_type"),
+	BOTH("error", "text", "error"),
+	BOTH("error_type", "text", "error_type"),
+	BOTH("created_at", "timestamptz", "created_at"),
+	BOTH("modified_at", "timestamptz", "modified_at"),
+	BOTH("account_name", "text", "account_name"),
+	BOTH("input", "jsonb", "input"),
+	BOTH("query", "jsonb", "_query"),
+	BOTH("output_url", "text", "output_url"),
+	BOTH("status_url", "text", "status_url"),
+	BOTH("download_url", "text", "download_url"),
 };
 
 /* task_results: one row per task id asked for; no list to walk. */
