@@ -9,6 +9,7 @@ OBJS = \
 	src/http.o \
 	src/json_doc.o \
 	src/decode.o \
+	src/json_to_jsonb.o \
 	src/routes.o \
 	src/routes_nimble.o \
 	src/routes_scrape.o \
@@ -25,7 +26,7 @@ EXTENSION = nimble_fdw
 DATA = nimble_fdw--1.0.sql nimble_fdw--1.0--1.1.sql
 PGFILEDESC = "nimble_fdw - foreign data wrapper for Nimble batch jobs"
 
-REGRESS = setup options batches batch_tasks batch_progress tasks api_scrape api_factcheck pushdown joins errors cache_and_rate stats wait_batch upgrade
+REGRESS = setup options batches batch_tasks batch_progress tasks decode api_scrape api_factcheck pushdown joins errors cache_and_rate stats wait_batch upgrade
 
 SHLIB_LINK = -lcurl
 # our sources build warning-free; CI keeps them so
@@ -40,7 +41,7 @@ PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
 # PGXS tracks no header dependencies: every object depends on our headers
-$(OBJS): src/nimble_fdw.h src/json_doc.h
+$(OBJS): src/nimble_fdw.h src/json_doc.h src/json_scan.h
 
 .PHONY: demo test regress-test http2-check cron-test fuzz reliability bench
 demo:

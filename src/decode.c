@@ -17,12 +17,14 @@
 #include "mb/pg_wchar.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/datetime.h"
 #include "utils/fmgroids.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/numeric.h"
 
 #include "nimble_fdw.h"
+#include "json_scan.h"
 
 typedef enum ConvKind
 {
@@ -32,6 +34,7 @@ typedef enum ConvKind
 	CONV_INT4,
 	CONV_INT8,
 	CONV_NUMERIC,
+	CONV_TIMESTAMPTZ,
 	CONV_JSONB,
 	CONV_JSON,
 	CONV_ARRAY,
@@ -86,6 +89,9 @@ nimble_conv_create(Oid typid, int32 typmod, bool count_elements)
 		case NUMERICOID:
 			conv->kind = CONV_NUMERIC;
 			break;
+		case TIMESTAMPTZOID:
+			conv->kind = CONV_TIMESTAMPTZ;
+			break;
 		case JSONBOID:
 			conv->kind = CONV_JSONB;
 			break;
@@ -114,16 +120,11 @@ nimble_json_value_text(const NimbleJsonValue *value)
 {
 	switch (value->type)
 	{
-		case JSON_TOKEN_STRING:
-		case JSON_TOKEN_NUMBER:
-		case JSON_TOKEN_TRUE:
-		case JSON_TOKEN_FALSE:
-			return value->str;
 		case JSON_TOKEN_OBJECT_START:
 		case JSON_TOKEN_ARRAY_START:
 			return pnstrdup(value->raw, value->rawlen);
 		default:
-			return NULL;
+			return nimble_json_cstring(value);
 	}
 }
 
@@ -132,11 +133,22 @@ nimble_json_value_text(const NimbleJsonValue *value)
  * so 3.0 or 1e2 must be accepted, but 2.5 is not an integer.
  */
 static int64
-number_to_int64(NimbleColumnConv *conv, const char *token)
+number_to_int64(NimbleColumnConv *conv, const NimbleJsonValue *value)
 {
 	Datum		num;
 	Datum		truncated;
+	int64		v;
+	char	   *token;
 
+	if (jscan_small_integer(value->text, value->textlen, &v))
+	{
+		if (conv->kind == CONV_INT8 ||
+			(conv->kind == CONV_INT4 && v >= PG_INT32_MIN && v <= PG_INT32_MAX) ||
+			(conv->kind == CONV_INT2 && v >= PG_INT16_MIN && v <= PG_INT16_MAX))
+			return v;
+		/* out of range: the input function words the error */
+	}
+	token = nimble_json_cstring(value);
 	if (strpbrk(token, ".eE") == NULL)
 	{
 		switch (conv->kind)
@@ -167,6 +179,95 @@ number_to_int64(NimbleColumnConv *conv, const char *token)
 		default:
 			return DatumGetInt64(DirectFunctionCall1(numeric_int8, num));
 	}
+}
+
+/* The number written by n ASCII digits at s, or -1. */
+static inline int
+fixed_digits(const char *s, int n)
+{
+	int			v = 0;
+
+	for (int i = 0; i < n; i++)
+	{
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		v = v * 10 + (s[i] - '0');
+	}
+	return v;
+}
+
+/*
+ * The API's timestamps ("2026-03-01T03:00:01.000Z": RFC 3339 with 'T' or a
+ * space, up to six fraction digits, 'Z' or a +HH:MM offset) straight to a
+ * TimestampTz, since the text names its own offset and needs no time zone
+ * lookup.  False for anything else (other forms, leap seconds, year 0 or
+ * 10000, "infinity"), which timestamptz_in reads, so the fast path changes
+ * no answer, only the time it takes.
+ */
+static bool
+iso_timestamptz(const char *s, int len, TimestampTz *out)
+{
+	int			year,
+				mon,
+				mday,
+				hour,
+				min,
+				sec;
+	int64		usec = 0;
+	int			offset;
+	int			i = 19;
+
+	if (len < 20 || s[4] != '-' || s[7] != '-' ||
+		(s[10] != 'T' && s[10] != ' ') || s[13] != ':' || s[16] != ':')
+		return false;
+	year = fixed_digits(s, 4);
+	mon = fixed_digits(s + 5, 2);
+	mday = fixed_digits(s + 8, 2);
+	hour = fixed_digits(s + 11, 2);
+	min = fixed_digits(s + 14, 2);
+	sec = fixed_digits(s + 17, 2);
+	if (year < 1 || mon < 1 || mon > MONTHS_PER_YEAR || mday < 1 ||
+		mday > day_tab[isleap(year)][mon - 1] ||
+		hour < 0 || hour >= HOURS_PER_DAY || min < 0 || min >= MINS_PER_HOUR ||
+		sec < 0 || sec >= SECS_PER_MINUTE)
+		return false;
+
+	if (s[i] == '.')
+	{
+		int			ndigits = 0;
+
+		for (i++; i < len && s[i] >= '0' && s[i] <= '9'; i++)
+		{
+			if (++ndigits > 6)
+				return false;	/* rounding: leave it to timestamptz_in */
+			usec = usec * 10 + (s[i] - '0');
+		}
+		if (ndigits == 0)
+			return false;
+		while (ndigits++ < 6)
+			usec *= 10;
+	}
+
+	if (i == len - 1 && s[i] == 'Z')
+		offset = 0;
+	else if (i == len - 6 && (s[i] == '+' || s[i] == '-') && s[i + 3] == ':')
+	{
+		int			oh = fixed_digits(s + i + 1, 2);
+		int			om = fixed_digits(s + i + 4, 2);
+
+		if (oh < 0 || oh > 15 || om < 0 || om >= MINS_PER_HOUR)
+			return false;
+		offset = (oh * MINS_PER_HOUR + om) * SECS_PER_MINUTE;
+		if (s[i] == '-')
+			offset = -offset;
+	}
+	else
+		return false;
+
+	*out = ((int64) (date2j(year, mon, mday) - POSTGRES_EPOCH_JDATE) * SECS_PER_DAY +
+			(hour * MINS_PER_HOUR + min) * SECS_PER_MINUTE + sec - offset) *
+		USECS_PER_SEC + usec;
+	return true;
 }
 
 static Datum
@@ -314,12 +415,12 @@ nimble_conv_value(NimbleColumnConv *conv, const NimbleJsonValue *value,
 	switch (conv->kind)
 	{
 		case CONV_TEXT:
-			if (value->type == JSON_TOKEN_STRING)
-				return PointerGetDatum(cstring_to_text(value->str));
-			if (value->str)
-				return PointerGetDatum(cstring_to_text(value->str));
-			return PointerGetDatum(cstring_to_text_with_len(value->raw,
-															value->rawlen));
+			if (value->type == JSON_TOKEN_OBJECT_START ||
+				value->type == JSON_TOKEN_ARRAY_START)
+				return PointerGetDatum(cstring_to_text_with_len(value->raw,
+																value->rawlen));
+			return PointerGetDatum(cstring_to_text_with_len(value->text,
+															value->textlen));
 		case CONV_BOOL:
 			if (value->type == JSON_TOKEN_TRUE)
 				return BoolGetDatum(true);
@@ -330,16 +431,35 @@ nimble_conv_value(NimbleColumnConv *conv, const NimbleJsonValue *value,
 		case CONV_INT4:
 		case CONV_INT8:
 			if (value->type == JSON_TOKEN_NUMBER)
-				return int_datum(conv, number_to_int64(conv, value->str));
+				return int_datum(conv, number_to_int64(conv, value));
 			break;
 		case CONV_NUMERIC:
 			if (value->type == JSON_TOKEN_NUMBER)
+			{
+				int64		v;
+
+				if (conv->typmod < 0 &&
+					jscan_small_integer(value->text, value->textlen, &v))
+					return NumericGetDatum(int64_to_numeric(v));
 				return DirectFunctionCall3(numeric_in,
-										   CStringGetDatum(value->str),
+										   CStringGetDatum(nimble_json_cstring(value)),
 										   ObjectIdGetDatum(InvalidOid),
 										   Int32GetDatum(conv->typmod));
+			}
+			break;
+		case CONV_TIMESTAMPTZ:
+			{
+				TimestampTz ts;
+
+				if (value->type == JSON_TOKEN_STRING && conv->typmod < 0 &&
+					iso_timestamptz(value->text, value->textlen, &ts))
+					return TimestampTzGetDatum(ts);
+			}
 			break;
 		case CONV_JSONB:
+			if (value->type == JSON_TOKEN_OBJECT_START ||
+				value->type == JSON_TOKEN_ARRAY_START)
+				return nimble_json_to_jsonb(value->raw, value->rawlen);
 			return DirectFunctionCall1(jsonb_in,
 									   CStringGetDatum(pnstrdup(value->raw,
 																value->rawlen)));

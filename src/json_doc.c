@@ -3,16 +3,22 @@
  * json_doc.c
  *		  One API response body -> rows of captured JSON values.
  *
- * The body is parsed once with PostgreSQL's own JSON parser (semantic
- * actions, no tree).  A spec says where the rows are and which paths, in a
- * row and in the page around the rows, the scan wants; only those values are
- * kept, as the raw JSON text inside the body (no copy) and, for scalars, the
- * string the scan converts.  Everything else is skipped as it streams by.
+ * The body is read once by a scanner of our own: a loop over the JSON
+ * grammar with an explicit stack, on the token recognisers of json_scan.h.
+ * A spec says where the rows are and which paths, in a row and in the page
+ * around the rows, the scan wants; only those values are kept, as the raw
+ * JSON text inside the body (no copy) and, for scalars, the text the scan
+ * converts.  Everything else is checked and skipped as it streams by.
  *
- * The lexer runs without de-escaping: it would otherwise copy every string
- * and field name of the body, wanted or not, and a body of long strings
- * would need about three times its size.  Field names are read from the
- * body itself, and only the wanted strings are de-escaped, here.
+ * Why not PostgreSQL's own parser (common/jsonapi.h): it calls back for
+ * every token, copies every number, and needs a separate pass to bound the
+ * nesting of its recursive descent; on a typical page that was most of the
+ * time a scan spends.  The scanner accepts exactly the same language (the
+ * fuzz target checks it against pg_parse_json), and when a body is not JSON
+ * the detail comes from PostgreSQL's parser, so the words are its own.
+ *
+ * Only the strings that are captured and hold a backslash are de-escaped
+ * (copied); other strings are read in place, between their quotes.
  *
  * The parser reports problems as a status and a detail instead of throwing,
  * so that the caller decides the message and the fuzz target can run it
@@ -31,6 +37,7 @@
 #include "mb/pg_wchar.h"
 
 #include "json_doc.h"
+#include "json_scan.h"
 
 /* Deeper bodies are refused before parsing; no API response nests so deep. */
 #define NIMBLE_MAX_JSON_DEPTH 512
@@ -39,11 +46,19 @@
 typedef struct PathNode
 {
 	char	   *name;
+	int			namelen;
 	int			slot;			/* capture slot, or -1 */
 	bool		in_row;			/* slot is a row slot (else a page slot) */
 	bool		is_rows;		/* the rows are here */
 	struct PathNode **children;
 	int			nchildren;
+
+	/*
+	 * The children by name_hash(): index + 1, 0 = empty; open addressing,
+	 * at most half full.  A row's every field is looked up here.
+	 */
+	int		   *lookup;
+	int			lookup_mask;
 } PathNode;
 
 struct NimbleDocSpec
@@ -64,6 +79,7 @@ typedef struct Frame
 {
 	PathNode   *node;			/* trie node of this container, or NULL */
 	NimbleJsonValue *capture;	/* value being captured, or NULL */
+	bool		is_object;		/* else an array */
 	bool		is_rows;		/* an array whose elements are rows */
 	bool		is_row;			/* the container is a row */
 } Frame;
@@ -71,7 +87,6 @@ typedef struct Frame
 typedef struct ParseState
 {
 	const NimbleDocSpec *spec;
-	JsonLexContext *lex;
 	NimbleDoc  *doc;
 	Frame	   *frames;
 	int			depth;
@@ -82,11 +97,11 @@ typedef struct ParseState
 	/* what the next value is, set by a field or element start */
 	PathNode   *pend_node;
 	NimbleJsonValue *pend_capture;
-	const char *pend_start;
 	bool		pend_rows;
 	bool		pend_row;
 
 	bool		rows_seen;
+	bool		too_deep;		/* stopped at the depth limit */
 	int			encoding;		/* of the body, for de-escaping */
 	NimbleDocStatus status;
 	char	   *detail;
@@ -98,33 +113,86 @@ make_node(const char *name)
 	PathNode   *node = palloc0(sizeof(PathNode));
 
 	node->name = name ? pstrdup(name) : NULL;
+	node->namelen = name ? strlen(name) : 0;
 	node->slot = -1;
 	return node;
 }
 
-/* The child of node named name (len bytes, not NUL-terminated), or NULL. */
-static PathNode *
-find_child(PathNode *node, const char *name, int len)
+/*
+ * A hash of a field name that looks at three bytes whatever its length:
+ * the names of one object seldom share length, first and last byte.
+ */
+static inline uint32
+name_hash(const char *name, int len)
 {
-	for (int i = 0; i < node->nchildren; i++)
-	{
-		const char *cname = node->children[i]->name;
+	if (len == 0)
+		return 0;
+	return (uint32) len * 31 + (uint8) name[0] * 7 + (uint8) name[len - 1];
+}
 
-		if (strncmp(cname, name, len) == 0 && cname[len] == '\0')
-			return node->children[i];
+/*
+ * memcmp() == 0 for the short field names of a body, without the call: it
+ * runs for every field of every row.
+ */
+static inline bool
+same_bytes(const char *a, const char *b, int len)
+{
+	for (int i = 0; i < len; i++)
+	{
+		if (a[i] != b[i])
+			return false;
 	}
-	return NULL;
+	return true;
+}
+
+/* The child of node named name (len bytes, not NUL-terminated), or NULL. */
+static inline PathNode *
+find_child(const PathNode *node, const char *name, int len)
+{
+	if (node->lookup == NULL)
+		return NULL;
+	for (uint32 h = name_hash(name, len) & node->lookup_mask;;
+		 h = (h + 1) & node->lookup_mask)
+	{
+		int			i = node->lookup[h];
+		PathNode   *child;
+
+		if (i == 0)
+			return NULL;
+		child = node->children[i - 1];
+		if (child->namelen == len && same_bytes(child->name, name, len))
+			return child;
+	}
 }
 
 static void
 add_child(PathNode *node, PathNode *child)
 {
+	int			size;
+
 	if (node->children == NULL)
 		node->children = palloc(sizeof(PathNode *) * 4);
 	else if (node->nchildren >= 4 && (node->nchildren & (node->nchildren - 1)) == 0)
 		node->children = repalloc(node->children,
 								  sizeof(PathNode *) * node->nchildren * 2);
 	node->children[node->nchildren++] = child;
+
+	/* rebuild the lookup table: specs are built once, and children are few */
+	for (size = 8; size < node->nchildren * 2; size *= 2)
+		;
+	if (node->lookup)
+		pfree(node->lookup);
+	node->lookup = palloc0(sizeof(int) * size);
+	node->lookup_mask = size - 1;
+	for (int i = 0; i < node->nchildren; i++)
+	{
+		PathNode   *c = node->children[i];
+		uint32		h = name_hash(c->name, c->namelen) & node->lookup_mask;
+
+		while (node->lookup[h] != 0)
+			h = (h + 1) & node->lookup_mask;
+		node->lookup[h] = i + 1;
+	}
 }
 
 /* Walk (creating as needed) the nodes of a dotted path below root. */
@@ -229,20 +297,18 @@ hex4(const char *s)
 
 /*
  * The text of a JSON string's body (the bytes between its quotes, already
- * checked by the lexer), de-escaped, in the parse's encoding; NULL with
- * *detail set when it has an escape that cannot be text.  The lexer checks
- * only the escapes' syntax when it does not de-escape: surrogate pairs and
+ * checked by the scanner), de-escaped, in the parse's encoding, and its
+ * length in *outlen; NULL with *detail set when it has an escape that cannot
+ * be text.  The scanner checks only the escapes' syntax: surrogate pairs and
  * \u0000 are checked here, with PostgreSQL's own words.
  */
 static char *
-json_unescape(const char *s, int len, int encoding, char **detail)
+json_unescape(const char *s, int len, int encoding, int *outlen,
+			  char **detail)
 {
 	char	   *out;
 	char	   *o;
 	const char *end = s + len;
-
-	if (memchr(s, '\\', len) == NULL)
-		return pnstrdup(s, len);
 
 	/* an escape never gets longer: "\uXXXX" (6 bytes) -> at most 4 */
 	out = o = palloc(len + 1);
@@ -335,60 +401,25 @@ json_unescape(const char *s, int len, int encoding, char **detail)
 		}
 	}
 	*o = '\0';
+	*outlen = o - out;
 	return out;
 }
 
-/*
- * The raw name (between its quotes) of the field whose value starts now: the
- * lexer has consumed the name and the colon, and prev_token_terminator is
- * just past the colon.  The name was lexed already, so walking back is safe:
- * its opening quote is the first one not escaped by an odd number of
- * backslashes.
- */
-static void
-raw_field_name(JsonLexContext *lex, const char **name, int *len)
-{
-	const char *input = lex->input;
-	const char *p = lex->prev_token_terminator - 1;	/* the colon */
-	const char *close;
-	const char *open;
-
-	Assert(*p == ':');
-	do
-		p--;
-	while (p > input && *p != '"');
-	close = p;
-	open = close - 1;
-	for (;;)
-	{
-		const char *b;
-		int			backslashes = 0;
-
-		while (open > input && *open != '"')
-			open--;
-		for (b = open - 1; b >= input && *b == '\\'; b--)
-			backslashes++;
-		if (backslashes % 2 == 0 || open == input)
-			break;
-		open--;
-	}
-	*name = open + 1;
-	*len = close - open - 1;
-}
-
 /* The child of node named by a field's raw name, or NULL. */
-static PathNode *
-find_child_raw(PathNode *node, const char *raw, int len, int encoding)
+static inline PathNode *
+find_child_raw(const PathNode *node, const char *raw, int len, bool escaped,
+			   int encoding)
 {
 	char	   *name;
 	char	   *detail;
+	int			namelen;
 	PathNode   *child;
 
-	if (memchr(raw, '\\', len) == NULL)
+	if (!escaped)
 		return find_child(node, raw, len);
 	/* a name with escapes: rare, so compare its de-escaped text */
-	name = json_unescape(raw, len, encoding, &detail);
-	child = name ? find_child(node, name, strlen(name)) : NULL;
+	name = json_unescape(raw, len, encoding, &namelen, &detail);
+	child = name ? find_child(node, name, namelen) : NULL;
 	if (name)
 		pfree(name);
 	return child;
@@ -404,17 +435,16 @@ shape_error(ParseState *ps, const char *detail)
 	}
 }
 
-static void
+static inline void
 clear_pending(ParseState *ps)
 {
 	ps->pend_node = NULL;
 	ps->pend_capture = NULL;
-	ps->pend_start = NULL;
 	ps->pend_rows = false;
 	ps->pend_row = false;
 }
 
-static NimbleJsonValue *
+static inline NimbleJsonValue *
 row_value(ParseState *ps, int slot)
 {
 	NimbleDoc  *doc = ps->doc;
@@ -442,26 +472,24 @@ begin_row(ParseState *ps)
 		   sizeof(NimbleJsonValue) * doc->row_slots);
 }
 
-/* The object that starts now is a row: open it, and capture it if asked. */
+/* The object that starts at p is a row: open it, and capture it if asked. */
 static void
-begin_row_frame(ParseState *ps, Frame *f)
+begin_row_frame(ParseState *ps, Frame *f, const char *p)
 {
 	begin_row(ps);
 	f->is_row = true;
 	f->node = ps->spec->row_root;
 	if (ps->spec->row_self_slot >= 0)
 	{
-		/* the lexer's current token is the row's "{" */
 		f->capture = row_value(ps, ps->spec->row_self_slot);
 		f->capture->type = JSON_TOKEN_OBJECT_START;
-		f->capture->str = NULL;
-		f->capture->raw = ps->lex->token_start;
-		f->capture->nelems = 0;
+		f->capture->raw = p;
 	}
 }
 
-static void
-begin_container(ParseState *ps, JsonTokenType type)
+/* An object or array starts at p, at ps->depth (below the limit). */
+static inline void
+begin_container(ParseState *ps, JsonTokenType type, const char *p)
 {
 	Frame	   *f;
 
@@ -473,15 +501,14 @@ begin_container(ParseState *ps, JsonTokenType type)
 	f = &ps->frames[ps->depth++];
 	f->node = ps->pend_node;
 	f->capture = ps->pend_capture;
+	f->is_object = (type == JSON_TOKEN_OBJECT_START);
 	f->is_rows = false;
 	f->is_row = false;
 
 	if (f->capture)
 	{
 		f->capture->type = type;
-		f->capture->str = NULL;
-		f->capture->raw = ps->pend_start;
-		f->capture->nelems = 0;
+		f->capture->raw = p;
 	}
 
 	if (ps->pend_rows && !ps->spec->rows_single)
@@ -496,7 +523,7 @@ begin_container(ParseState *ps, JsonTokenType type)
 	{
 		ps->rows_seen |= ps->pend_rows;
 		if (type == JSON_TOKEN_OBJECT_START)
-			begin_row_frame(ps, f);
+			begin_row_frame(ps, f, p);
 		else if (ps->pend_rows)
 			shape_error(ps, psprintf("\"%s\" is not an object", ps->spec->rows_path));
 		else
@@ -508,51 +535,29 @@ begin_container(ParseState *ps, JsonTokenType type)
 	clear_pending(ps);
 }
 
-static void
-end_container(ParseState *ps)
+/* The open container ends just before p. */
+static inline void
+end_container(ParseState *ps, const char *p)
 {
 	Frame	   *f = &ps->frames[--ps->depth];
 
 	if (f->capture)
-		f->capture->rawlen = ps->lex->prev_token_terminator - f->capture->raw;
+		f->capture->rawlen = p - f->capture->raw;
 	if (f->is_row)
 		ps->cur_row = -1;
 }
 
-static void
-doc_object_start(void *state)
+/* A field named by raw (len bytes between its quotes) of the open object. */
+static inline void
+field_start(ParseState *ps, const char *raw, int len, bool escaped)
 {
-	begin_container((ParseState *) state, JSON_TOKEN_OBJECT_START);
-}
-
-static void
-doc_array_start(void *state)
-{
-	begin_container((ParseState *) state, JSON_TOKEN_ARRAY_START);
-}
-
-static void
-doc_container_end(void *state)
-{
-	end_container((ParseState *) state);
-}
-
-static void
-doc_field_start(void *state, char *fname, bool isnull)
-{
-	ParseState *ps = (ParseState *) state;
 	Frame	   *f = &ps->frames[ps->depth - 1];
 	PathNode   *child;
 
-	const char *raw;
-	int			len;
-
-	/* without de-escaping the lexer passes no name (fname is NULL) */
 	clear_pending(ps);
 	if (f->node == NULL || ps->status != NIMBLE_DOC_OK)
 		return;
-	raw_field_name(ps->lex, &raw, &len);
-	child = find_child_raw(f->node, raw, len, ps->encoding);
+	child = find_child_raw(f->node, raw, len, escaped, ps->encoding);
 	if (child == NULL)
 		return;
 
@@ -569,14 +574,13 @@ doc_field_start(void *state, char *fname, bool isnull)
 		/* a repeated key: the last one wins, as in jsonb */
 		memset(v, 0, sizeof(NimbleJsonValue));
 		ps->pend_capture = v;
-		ps->pend_start = ps->lex->token_start;
 	}
 }
 
-static void
-doc_element_start(void *state, bool isnull)
+/* An element of the open array starts. */
+static inline void
+element_start(ParseState *ps)
 {
-	ParseState *ps = (ParseState *) state;
 	Frame	   *f = &ps->frames[ps->depth - 1];
 
 	clear_pending(ps);
@@ -584,43 +588,46 @@ doc_element_start(void *state, bool isnull)
 	if (f->capture)
 		f->capture->nelems++;
 	if (f->is_rows && ps->status == NIMBLE_DOC_OK)
-	{
 		ps->pend_row = true;
-		ps->pend_start = ps->lex->token_start;
-	}
 }
 
-static void
-doc_scalar(void *state, char *token, JsonTokenType type)
+/* A scalar token from start to end; escaped: a string with a backslash. */
+static inline void
+scalar(ParseState *ps, JsonTokenType type, const char *start,
+	   const char *end, bool escaped)
 {
-	ParseState *ps = (ParseState *) state;
-
 	if (ps->pend_capture)
 	{
 		NimbleJsonValue *v = ps->pend_capture;
 
 		v->type = type;
-		v->raw = ps->pend_start;
-		v->rawlen = ps->lex->prev_token_terminator - ps->pend_start;
+		v->raw = start;
+		v->rawlen = end - start;
 		if (type != JSON_TOKEN_STRING)
-			v->str = token;		/* the lexeme */
+		{
+			v->text = start;	/* the lexeme */
+			v->textlen = v->rawlen;
+		}
+		else if (!escaped)
+		{
+			v->text = start + 1;	/* between the quotes, in place */
+			v->textlen = v->rawlen - 2;
+		}
 		else
 		{
 			char	   *detail = NULL;
 
-			/* the string between its quotes */
-			v->str = json_unescape(v->raw + 1, v->rawlen - 2, ps->encoding, &detail);
-			if (v->str == NULL && ps->status == NIMBLE_DOC_OK)
+			v->text = json_unescape(start + 1, v->rawlen - 2, ps->encoding,
+									&v->textlen, &detail);
+			if (v->text == NULL && ps->status == NIMBLE_DOC_OK)
 			{
 				ps->status = NIMBLE_DOC_BAD_JSON;
 				ps->detail = detail;
 			}
 		}
 	}
-	else if (token)
-		pfree(token);
 
-	if (ps->pend_rows)
+	if (unlikely(ps->pend_rows))
 	{
 		/* null or absent rows are no rows; anything else is malformed */
 		ps->rows_seen = true;
@@ -628,7 +635,7 @@ doc_scalar(void *state, char *token, JsonTokenType type)
 			shape_error(ps, psprintf("\"%s\" is not %s", ps->spec->rows_path,
 									 ps->spec->rows_single ? "an object" : "an array"));
 	}
-	else if (ps->pend_row)
+	else if (unlikely(ps->pend_row))
 	{
 		/* null entries of a rows array are skipped (the API sends them) */
 		if (type != JSON_TOKEN_NULL)
@@ -640,38 +647,128 @@ doc_scalar(void *state, char *token, JsonTokenType type)
 }
 
 /*
- * The deepest nesting of objects and arrays, counted up to limit + 1.  The
- * recursive-descent parser would otherwise meet a hostile body's nesting
- * with the stack-depth error at best.
+ * Run the grammar over body[0..len).  Returns false at the first byte that
+ * cannot be JSON there; true otherwise, with ps->status saying whether the
+ * JSON had the expected shape.  A body nested deeper than the limit stops
+ * the scan as a shape error: no API response nests so deep.
  */
-static int
-json_nesting_depth(const char *s, int len, int limit)
+static bool
+scan_body(ParseState *ps, const char *body, int len)
 {
-	int			depth = 0;
-	bool		in_string = false;
+	const char *p = body;
+	const char *end = body + len;
+	const char *start;
+	bool		escaped;
 
-	for (int i = 0; i < len; i++)
+value:
+	p = jscan_skip_space(p, end);
+	if (p >= end)
+		return false;
+	start = p;
+	switch (*p)
 	{
-		char		c = s[i];
-
-		if (in_string)
-		{
-			if (c == '\\')
-				i++;
-			else if (c == '"')
-				in_string = false;
-		}
-		else if (c == '"')
-			in_string = true;
-		else if (c == '[' || c == '{')
-		{
-			if (++depth > limit)
-				return depth;
-		}
-		else if (c == ']' || c == '}')
-			depth--;
+		case '{':
+		case '[':
+			if (ps->depth == NIMBLE_MAX_JSON_DEPTH)
+			{
+				if (ps->status != NIMBLE_DOC_BAD_JSON)
+				{
+					ps->status = NIMBLE_DOC_BAD_SHAPE;
+					ps->detail = psprintf("The body nests objects and arrays more than %d levels deep.",
+										  NIMBLE_MAX_JSON_DEPTH);
+				}
+				ps->too_deep = true;
+				return true;
+			}
+			if (*p == '{')
+			{
+				begin_container(ps, JSON_TOKEN_OBJECT_START, p);
+				p = jscan_skip_space(p + 1, end);
+				if (p < end && *p == '}')
+				{
+					end_container(ps, ++p);
+					goto after_value;
+				}
+				goto field;
+			}
+			begin_container(ps, JSON_TOKEN_ARRAY_START, p);
+			p = jscan_skip_space(p + 1, end);
+			if (p < end && *p == ']')
+			{
+				end_container(ps, ++p);
+				goto after_value;
+			}
+			element_start(ps);
+			goto value;
+		case '"':
+			escaped = false;
+			p = jscan_string(p, end, &escaped);
+			if (p == NULL)
+				return false;
+			scalar(ps, JSON_TOKEN_STRING, start, p, escaped);
+			goto after_value;
+		case 't':
+			p = jscan_literal(p, end, "true", 4);
+			if (p == NULL)
+				return false;
+			scalar(ps, JSON_TOKEN_TRUE, start, p, false);
+			goto after_value;
+		case 'f':
+			p = jscan_literal(p, end, "false", 5);
+			if (p == NULL)
+				return false;
+			scalar(ps, JSON_TOKEN_FALSE, start, p, false);
+			goto after_value;
+		case 'n':
+			p = jscan_literal(p, end, "null", 4);
+			if (p == NULL)
+				return false;
+			scalar(ps, JSON_TOKEN_NULL, start, p, false);
+			goto after_value;
+		default:
+			p = jscan_number(p, end);
+			if (p == NULL)
+				return false;
+			scalar(ps, JSON_TOKEN_NUMBER, start, p, false);
+			goto after_value;
 	}
-	return depth;
+
+field:
+	/* p is at the first byte after "{" or "," and white space */
+	if (p >= end || *p != '"')
+		return false;
+	escaped = false;
+	start = p + 1;
+	p = jscan_string(p, end, &escaped);
+	if (p == NULL)
+		return false;
+	field_start(ps, start, p - 1 - start, escaped);
+	p = jscan_skip_space(p, end);
+	if (p >= end || *p != ':')
+		return false;
+	p++;
+	goto value;
+
+after_value:
+	p = jscan_skip_space(p, end);
+	if (ps->depth == 0)
+		return p == end;
+	if (p >= end)
+		return false;
+	if (*p == ',')
+	{
+		p = jscan_skip_space(p + 1, end);
+		if (ps->frames[ps->depth - 1].is_object)
+			goto field;
+		element_start(ps);
+		goto value;
+	}
+	if (*p == (ps->frames[ps->depth - 1].is_object ? '}' : ']'))
+	{
+		end_container(ps, ++p);
+		goto after_value;
+	}
+	return false;
 }
 
 /* The backend parses into doc->cxt; a FRONTEND build has one heap. */
@@ -701,6 +798,32 @@ clip_message(const char *s, int max)
 }
 
 /*
+ * Why a body the scanner refused is not JSON, in PostgreSQL's words: its
+ * parser reads the body again.  Only failures pay for this.  The scanner
+ * stopped within the depth limit, so the recursive parser stays shallow
+ * where it agrees; should it ever disagree, the detail says so plainly.
+ */
+static char *
+syntax_detail(char *body, int len, int encoding)
+{
+	JsonLexContext *lex = makeJsonLexContextCstringLen(body, len, encoding, false);
+	JsonParseErrorType err = pg_parse_json(lex, &nullSemAction);
+	char	   *msg;
+
+	if (err == JSON_SUCCESS)
+		return pstrdup("The body is not valid JSON.");
+#ifndef FRONTEND
+	msg = json_errdetail(err, lex);
+#else
+	msg = psprintf("JSON parse error %d", (int) err);
+#endif
+	/* a token quoted in the detail can be huge: keep the message short */
+	if (strlen(msg) > 200)
+		msg = psprintf("%.*s...", clip_message(msg, 200), msg);
+	return msg;
+}
+
+/*
  * Parse body (len bytes, NUL-terminated, UTF-8) into doc, whose cxt the
  * caller made; everything is allocated there.  On failure, *detail says why.
  */
@@ -712,8 +835,7 @@ nimble_doc_parse(const NimbleDocSpec *spec, char *body, int len,
 	MemoryContext oldcxt = MemoryContextSwitchTo(doc->cxt);
 #endif
 	ParseState	ps;
-	JsonSemAction sem;
-	JsonParseErrorType err;
+	bool		syntax_ok;
 	int			encoding = PG_UTF8;
 
 	*detail = NULL;
@@ -736,18 +858,10 @@ nimble_doc_parse(const NimbleDocSpec *spec, char *body, int len,
 		encoding = GetDatabaseEncoding();
 	}
 #endif
-	if (json_nesting_depth(body, len, NIMBLE_MAX_JSON_DEPTH) > NIMBLE_MAX_JSON_DEPTH)
-	{
-		*detail = psprintf("The body nests objects and arrays more than %d levels deep.",
-						   NIMBLE_MAX_JSON_DEPTH);
-		restore_context(oldcxt);
-		return NIMBLE_DOC_BAD_SHAPE;
-	}
 
 	memset(&ps, 0, sizeof(ps));
 	ps.spec = spec;
 	ps.doc = doc;
-	ps.lex = makeJsonLexContextCstringLen(body, len, encoding, false);
 	ps.encoding = encoding;
 	ps.maxdepth = 16;
 	ps.frames = palloc(sizeof(Frame) * ps.maxdepth);
@@ -763,32 +877,22 @@ nimble_doc_parse(const NimbleDocSpec *spec, char *body, int len,
 	else
 		ps.pend_node = spec->root;
 
-	memset(&sem, 0, sizeof(sem));
-	sem.semstate = &ps;
-	sem.object_start = doc_object_start;
-	sem.object_end = doc_container_end;
-	sem.array_start = doc_array_start;
-	sem.array_end = doc_container_end;
-	sem.object_field_start = doc_field_start;
-	sem.array_element_start = doc_element_start;
-	sem.scalar = doc_scalar;
+	syntax_ok = scan_body(&ps, body, len);
 
-	err = pg_parse_json(ps.lex, &sem);
-	restore_context(oldcxt);
-
-	if (err != JSON_SUCCESS)
+	if (!syntax_ok)
 	{
-#ifndef FRONTEND
-		char	   *msg = json_errdetail(err, ps.lex);
-#else
-		char	   *msg = psprintf("JSON parse error %d", (int) err);
-#endif
-
-		/* a token quoted in the detail can be huge: keep the message short */
-		if (strlen(msg) > 200)
-			msg = psprintf("%.*s...", clip_message(msg, 200), msg);
-		*detail = msg;
+		*detail = syntax_detail(body, len, encoding);
+		restore_context(oldcxt);
 		return NIMBLE_DOC_BAD_JSON;
+	}
+	restore_context(oldcxt);
+	if (ps.too_deep)
+	{
+		/* what was captured before the limit is incomplete: drop it */
+		doc->nrows = 0;
+		memset(doc->page, 0, sizeof(NimbleJsonValue) * Max(spec->npage_slots, 1));
+		*detail = ps.detail;
+		return ps.status;
 	}
 	if (ps.status == NIMBLE_DOC_OK && spec->rows_at_root && doc->nrows == 0)
 		shape_error(&ps, "the body is not a JSON object");
@@ -796,6 +900,22 @@ nimble_doc_parse(const NimbleDocSpec *spec, char *body, int len,
 		shape_error(&ps, psprintf("the body has no \"%s\"", spec->rows_path));
 	*detail = ps.detail;
 	return ps.status;
+}
+
+/* A scalar's text as a C string of its own; NULL for anything else. */
+char *
+nimble_json_cstring(const NimbleJsonValue *value)
+{
+	switch (value->type)
+	{
+		case JSON_TOKEN_STRING:
+		case JSON_TOKEN_NUMBER:
+		case JSON_TOKEN_TRUE:
+		case JSON_TOKEN_FALSE:
+			return pnstrdup(value->text, value->textlen);
+		default:
+			return NULL;
+	}
 }
 
 /*
@@ -838,7 +958,7 @@ nimble_json_string_at(char *body, int len, const char *const *paths)
 		NimbleJsonValue *v = &doc.rows[slots[i]];
 
 		if (v->type == JSON_TOKEN_STRING)
-			return v->str;
+			return nimble_json_cstring(v);
 	}
 	return NULL;
 }

@@ -14,12 +14,19 @@
 
 #include "common/jsonapi.h"
 
-/* One JSON value captured from a body; type JSON_TOKEN_INVALID = absent. */
+/*
+ * One JSON value captured from a body; type JSON_TOKEN_INVALID = absent.
+ *
+ * A scalar's text is not NUL-terminated: a string without escapes is read
+ * in place, between its quotes, so that capturing it copies nothing.  Use
+ * nimble_json_cstring() where a C string is needed.
+ */
 typedef struct NimbleJsonValue
 {
 	JsonTokenType type;			/* STRING, NUMBER, TRUE, FALSE, NULL,
 								 * OBJECT_START or ARRAY_START */
-	char	   *str;			/* scalars: de-escaped string or lexeme */
+	const char *text;			/* scalars: de-escaped string or lexeme */
+	int			textlen;
 	const char *raw;			/* the value's JSON text, inside the body */
 	int			rawlen;
 	int			nelems;			/* arrays: number of elements */
@@ -55,6 +62,7 @@ extern int	nimble_doc_spec_row_slots(const NimbleDocSpec *spec);
 extern NimbleDocStatus nimble_doc_parse(const NimbleDocSpec *spec,
 										char *body, int len,
 										NimbleDoc *doc, char **detail);
+extern char *nimble_json_cstring(const NimbleJsonValue *value);
 extern char *nimble_json_string_at(char *body, int len, const char *const *paths);
 
 #endif							/* NIMBLE_JSON_DOC_H */

@@ -326,6 +326,9 @@ extern Datum nimble_conv_string(NimbleColumnConv *conv, const char *str,
 								bool *isnull);
 extern char *nimble_json_value_text(const NimbleJsonValue *value);
 
+/* json_to_jsonb.c */
+extern Datum nimble_json_to_jsonb(const char *raw, int rawlen);
+
 /* ----------------------------------------------------------------
  *		HTTP (http.c)
  * ----------------------------------------------------------------

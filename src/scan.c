@@ -495,7 +495,7 @@ next_offset(NimbleScan *scan, ListPage *page, NimbleJsonValue *has_next,
 					   psprintf("\"%s\" is not a boolean.", ep->has_next));
 	else if (total && total->type == JSON_TOKEN_NUMBER)
 		scan->list_done = page->doc.nrows == 0 ||
-			scan->offset >= strtod(total->str, NULL);
+			scan->offset >= strtod(nimble_json_cstring(total), NULL);
 	else
 		protocol_error(scan->api, path,
 					   psprintf("The page says neither \"%s\" nor \"%s\".",
@@ -517,6 +517,7 @@ finish_list_request(NimbleScan *scan)
 	NimbleJsonValue *has_next;
 	NimbleJsonValue *cursor;
 	NimbleJsonValue *total;
+	char	   *cursor_text;
 	bool		found;
 
 	cxt = AllocSetContextCreate(scan->cxt, "nimble_fdw list page",
@@ -538,7 +539,7 @@ finish_list_request(NimbleScan *scan)
 	total = page_value(page, scan->list_total_slot);
 	if (total && total->type == JSON_TOKEN_NUMBER)
 		nimble_learn_list_total(scan->table->serverid, scan->list_ep,
-								strtod(total->str, NULL));
+								strtod(nimble_json_cstring(total), NULL));
 
 	has_next = page_value(page, scan->list_has_next_slot);
 	if (scan->list_ep->paging == NIMBLE_PAGING_OFFSET)
@@ -556,11 +557,12 @@ finish_list_request(NimbleScan *scan)
 	if (has_next == NULL || has_next->type != JSON_TOKEN_TRUE)
 		protocol_error(scan->api, path, psprintf("\"%s\" is missing or not a boolean.",
 									  scan->list_ep->has_next));
-	if (cursor == NULL || cursor->type != JSON_TOKEN_STRING || cursor->str[0] == '\0')
+	if (cursor == NULL || cursor->type != JSON_TOKEN_STRING || cursor->textlen == 0)
 		protocol_error(scan->api, path, psprintf("\"%s\" is true but \"%s\" is not a cursor.",
 									  scan->list_ep->has_next,
 									  scan->list_ep->next_cursor));
-	if (strlen(cursor->str) >= NAMEDATALEN * 16)
+	cursor_text = nimble_json_cstring(cursor);
+	if (strlen(cursor_text) >= NAMEDATALEN * 16)
 		protocol_error(scan->api, path, "The next cursor is implausibly long.");
 
 	/* a cursor seen before means the walk would never end */
@@ -574,13 +576,13 @@ finish_list_request(NimbleScan *scan)
 		scan->seen_cursors = hash_create("nimble_fdw cursors", 64, &ctl,
 										 HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 	}
-	(void) hash_search(scan->seen_cursors, cursor->str, HASH_ENTER, &found);
+	(void) hash_search(scan->seen_cursors, cursor_text, HASH_ENTER, &found);
 	if (found)
 		protocol_error(scan->api, path, psprintf("The API returned cursor \"%s\" a second time; following it would loop forever.",
-									  cursor->str));
+									  cursor_text));
 	if (scan->cursor)
 		pfree(scan->cursor);
-	scan->cursor = MemoryContextStrdup(scan->cxt, cursor->str);
+	scan->cursor = MemoryContextStrdup(scan->cxt, cursor_text);
 }
 
 /* ----------------------------------------------------------------
@@ -588,17 +590,25 @@ finish_list_request(NimbleScan *scan)
  * ----------------------------------------------------------------
  */
 
-/* The key of a list item, as text; a list item without one is malformed. */
+/*
+ * The key of a list item, as text that lives as long as its page; a list
+ * item without one is malformed.
+ */
 static char *
 item_key(NimbleScan *scan, ListPage *page, int item)
 {
 	NimbleJsonValue *v = &page->doc.rows[item * page->doc.row_slots + scan->list_key_slot];
+	MemoryContext oldcxt;
+	char	   *key;
 
 	if (v->type != JSON_TOKEN_STRING && v->type != JSON_TOKEN_NUMBER)
 		protocol_error(scan->api, scan->list_ep->path,
 					   psprintf("An item of the list has no \"%s\".",
 								scan->list_ep->item_key));
-	return v->str;
+	oldcxt = MemoryContextSwitchTo(page->cxt);
+	key = nimble_json_cstring(v);
+	MemoryContextSwitchTo(oldcxt);
+	return key;
 }
 
 /*

@@ -165,6 +165,11 @@ FAULTS (prefix segments)
       slow_body       body in chunk=BYTES (default 64) pieces, delay_ms=MS
                       (default 50) apart
       redirect        302, Location http://127.0.0.2:PORT{path w/o prefix}
+      shapes          details: "tasks" replaced by SHAPE_TASKS, values in
+                      the many spellings JSON and the API allow (timestamps
+                      with offsets, fractions, leap days and seconds; numbers
+                      as 1e2, -0, 3.0; flat, nested, repeated-key and escaped
+                      objects), for checking decoding against PostgreSQL's
     tasks/task/results take only data_not_array (tasks: "data":{}; task:
     "task":["oops"]) and wrong_type (task: status_code "two hundred").
     JSON-modifying kinds leave non-200 answers and endpoints they do not
@@ -556,10 +561,52 @@ PREFIX_PARAMS = {"fault": str, "on": str, "after": int, "times": int, "status": 
 FAULT_KINDS = {"status", "stall_headers", "stall_body", "reset", "truncate", "html",
                "not_json", "empty", "invalid_utf8", "nul_escape", "wrong_type",
                "deep_nesting", "huge", "repeat_cursor", "null_cursor",
-               "data_not_array", "missing_pagination", "slow_body", "redirect"}
+               "data_not_array", "missing_pagination", "slow_body", "redirect",
+               "shapes"}
 JSON_FAULTS = {"invalid_utf8", "nul_escape", "wrong_type", "deep_nesting",
-               "repeat_cursor", "null_cursor", "data_not_array", "missing_pagination"}
+               "repeat_cursor", "null_cursor", "data_not_array", "missing_pagination",
+               "shapes"}
 BAD_UTF8, DEEP = "@@INVALID_UTF8@@", "@@DEEP@@"
+
+
+def _shape(n, created_at, status_code=None, inp=None, query=None):
+    t = {"id": "shape-%02d" % n, "state": "success", "created_at": created_at}
+    if status_code is not None:
+        t["status_code"] = RawJSON(status_code)
+    if inp is not None:
+        t["input"] = RawJSON(inp)
+    if query is not None:
+        t["_query"] = RawJSON(query)
+    return t
+
+
+# fault=shapes: one value per spelling (raw JSON text where the spelling
+# matters); the decode suite compares each column with PostgreSQL's own
+# reading of the same text
+SHAPE_TASKS = [
+    _shape(1, "2026-03-01T03:00:01.000Z", "200", '{"url":"https://example.com/p/1","render":false}'),
+    _shape(2, "2026-03-01T03:00:01Z", "-0", '{}'),
+    _shape(3, "2026-03-01T03:00:01.5Z", "3.0", '{"b":1,"a":2}'),
+    _shape(4, "2026-03-01T03:00:01.123456Z", "1e2", '{"aa":1,"b":2,"a":3,"ab":4,"ba":5}'),
+    _shape(5, "2026-03-01T03:00:01.1234567Z", "1E+2",
+           '{"url":"x","render":true,"n":null,"f":1.5,"e":1e3,"neg":-0,'
+           '"big":12345678901234567890,"tiny":0.000001,"m":-7}'),
+    _shape(6, "2026-03-01 03:00:01+05:30", "2147483647", '{"a":1,"a":2}'),
+    _shape(7, "2026-03-01T03:00:01.25-08:00", "-2147483648",
+           '{' + ','.join('"k%02d":%d' % (i, i) for i in range(17)) + '}'),
+    _shape(8, "2024-02-29T23:59:59.999999+00:00", "0",
+           '{' + ','.join('"k%02d":"v%d"' % (i, i) for i in range(16)) + '}'),
+    _shape(9, "0001-01-01T00:00:00Z", "404", '{"a":{"b":[1,2,{"c":null}]},"d":[]}'),
+    _shape(10, "9999-12-31T23:59:59.999999Z", "500", '{"q":"caf\\u00e9","t":"a\\tb"}'),
+    _shape(11, "2026-12-31T23:59:60Z", "201", '{"ключ":"значение","k":"✓","ü":"ÿ"}'),
+    _shape(12, "2026-03-01T03:00:01z", "202", '[1,"a",null,true,{"x":1}]'),
+    _shape(13, "infinity", "203", '"just text"'),
+    _shape(14, "2026-03-01T03:00:01+14", "204", '42'),
+    _shape(15, "2026-03-01T03:00:01.000+15:59", "205", '{ "sp" : "aced" , "x" : [ ] }'),
+    _shape(16, "1999-12-31T23:59:59.000-00:30", "206", '{"":"empty key","ab":true,"aa":false}',
+           '{"engine":"serp","k":12}'),
+    _shape(17, "2000-02-29T12:00:00Z", "207", '[' + ','.join(str(i) for i in range(40)) + ']'),
+]
 
 
 def parse_prefix(segs):
@@ -632,6 +679,8 @@ def modify_json(kind, endpoint, body, p):
                 obj["x"] = DEEP
         elif kind == "data_not_array":
             obj["tasks"] = "oops"
+        elif kind == "shapes":
+            obj["tasks"] = copy.deepcopy(SHAPE_TASKS)
         else:
             return body
     elif endpoint in ("tasks", "task", "results"):

@@ -13,7 +13,9 @@
  * is read byte by byte, so that a pointer or length that leaves the body is
  * caught by AddressSanitizer, and checked against invariants the scan relies
  * on (raw text inside the body, strings de-escaped to valid UTF-8, ...);
- * a broken invariant aborts, which libFuzzer reports as a crash.
+ * a broken invariant aborts, which libFuzzer reports as a crash.  The
+ * scanner's verdict on the syntax is also checked against PostgreSQL's own
+ * parser (pg_parse_json), which must agree on every input.
  *
  * Memory: in a FRONTEND build palloc is plain malloc and nothing is freed by
  * a memory context, so the link wraps the palloc family (-Wl,--wrap, see the
@@ -306,6 +308,7 @@ typedef struct FuzzSpec
 } FuzzSpec;
 
 static FuzzSpec specs[6];
+static NimbleDocSpec *syntax_spec;
 
 /* src/routes.c nimble_error_paths, plus a nested one */
 static const char *const error_paths[] = {
@@ -398,6 +401,8 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	make_spec(&specs[4], "results", "", false, false, results_rows, NULL);
 	make_spec(&specs[5], "stress", "result.items", false, false, stress_rows,
 			  stress_page);
+	/* captures nothing: only the syntax can fail it */
+	syntax_spec = nimble_doc_spec_create("no.such.rows", false, false);
 	return 0;
 }
 
@@ -444,13 +449,13 @@ walk_value(const char *spec, const NimbleJsonValue *v, const char *body,
 		for (int i = 0; i < v->rawlen; i++)
 			sum += (unsigned char) v->raw[i];
 	}
-	if (v->str != NULL)
+	if (v->text != NULL)
 	{
-		size_t		slen = strlen(v->str);
-
-		for (size_t i = 0; i < slen; i++)
-			sum += (unsigned char) v->str[i];
-		if (strict && pg_encoding_verifymbstr(PG_UTF8, v->str, slen) != (int) slen)
+		if (v->textlen < 0)
+			fail(spec, "negative text length", v);
+		for (int i = 0; i < v->textlen; i++)
+			sum += (unsigned char) v->text[i];
+		if (strict && pg_encoding_verifymbstr(PG_UTF8, v->text, v->textlen) != v->textlen)
 			fail(spec, "captured string is not valid UTF-8", v);
 	}
 	sink += sum;
@@ -463,30 +468,35 @@ walk_value(const char *spec, const NimbleJsonValue *v, const char *body,
 	switch (v->type)
 	{
 		case JSON_TOKEN_STRING:
-			if (v->str == NULL || v->rawlen < 2 || v->raw[0] != '"' ||
+			if (v->text == NULL || v->rawlen < 2 || v->raw[0] != '"' ||
 				v->raw[v->rawlen - 1] != '"')
 				fail(spec, "string capture is not a JSON string", v);
 			/* de-escaping never lengthens a string */
-			if (strlen(v->str) > (size_t) (v->rawlen - 2))
+			if (v->textlen > v->rawlen - 2)
 				fail(spec, "de-escaped string longer than its JSON text", v);
+			/* without a backslash the text is the body between the quotes */
+			if (memchr(v->raw, '\\', v->rawlen) == NULL &&
+				(v->text != v->raw + 1 || v->textlen != v->rawlen - 2))
+				fail(spec, "an unescaped string is not read in place", v);
+			if (memchr(v->text, '\0', v->textlen) != NULL)
+				fail(spec, "a string holds a NUL byte", v);
 			break;
 		case JSON_TOKEN_NUMBER:
 		case JSON_TOKEN_TRUE:
 		case JSON_TOKEN_FALSE:
 		case JSON_TOKEN_NULL:
-			if (v->str == NULL || strlen(v->str) != (size_t) v->rawlen ||
-				memcmp(v->str, v->raw, v->rawlen) != 0)
+			if (v->text != v->raw || v->textlen != v->rawlen)
 				fail(spec, "scalar lexeme differs from its raw text", v);
 			break;
 		case JSON_TOKEN_OBJECT_START:
-			if (v->str != NULL || v->raw[0] != '{' || v->raw[v->rawlen - 1] != '}')
+			if (v->text != NULL || v->raw[0] != '{' || v->raw[v->rawlen - 1] != '}')
 				fail(spec, "object capture is not {...}", v);
 			break;
 		case JSON_TOKEN_ARRAY_START:
 			{
 				bool		empty = true;
 
-				if (v->str != NULL || v->raw[0] != '[' ||
+				if (v->text != NULL || v->raw[0] != '[' ||
 					v->raw[v->rawlen - 1] != ']' || v->nelems < 0)
 					fail(spec, "array capture is not [...]", v);
 				for (int i = 1; i < v->rawlen - 1; i++)
@@ -543,6 +553,41 @@ run_spec(const FuzzSpec *fs, char *body, int len)
 		walk_value(fs->name, &doc.page[s], body, len, strict);
 }
 
+/*
+ * json_doc.c has a scanner of its own; it must accept exactly the JSON that
+ * PostgreSQL's parser accepts.  A body deeper than the scanner's limit is
+ * refused before its syntax is judged (and would overflow the stack of the
+ * recursive parser here, which has no depth check outside a backend).
+ */
+static void
+check_against_postgres(char *body, int len)
+{
+	NimbleDoc	doc;
+	char	   *detail = NULL;
+	NimbleDocStatus status;
+	bool		ours_ok;
+	bool		pg_ok;
+	JsonLexContext *lex;
+
+	memset(&doc, 0, sizeof(doc));
+	status = nimble_doc_parse(syntax_spec, body, len, &doc, &detail);
+	if (status == NIMBLE_DOC_BAD_SHAPE && strstr(detail, "levels deep") != NULL)
+		return;
+	ours_ok = (status != NIMBLE_DOC_BAD_JSON);
+	if (pg_encoding_verifymbstr(PG_UTF8, body, len) != len)
+	{
+		if (ours_ok)
+			fail("syntax", "accepted a body that is not UTF-8", NULL);
+		return;
+	}
+	lex = makeJsonLexContextCstringLen(body, len, PG_UTF8, false);
+	pg_ok = (pg_parse_json(lex, &nullSemAction) == JSON_SUCCESS);
+	if (ours_ok && !pg_ok)
+		fail("syntax", "accepted what PostgreSQL's parser refuses", NULL);
+	if (!ours_ok && pg_ok)
+		fail("syntax", "refused what PostgreSQL's parser accepts", NULL);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -563,6 +608,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	tracking = true;
 	for (int i = 0; i < lengthof(specs); i++)
 		run_spec(&specs[i], body, (int) size);
+	check_against_postgres(body, (int) size);
 
 	msg = nimble_json_string_at(body, (int) size, error_paths);
 	if (msg != NULL)
