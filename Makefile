@@ -7,6 +7,7 @@ OBJS = \
 	src/quals.o \
 	src/scan.o \
 	src/http.o \
+	src/body_pool.o \
 	src/json_doc.o \
 	src/decode.o \
 	src/json_to_jsonb.o \

@@ -172,6 +172,8 @@ write_cb(char *data, size_t size, size_t nmemb, void *userdata)
 		req->too_big = true;
 		return 0;				/* curl aborts with CURLE_WRITE_ERROR */
 	}
+	if (req->body == NULL)
+		req->body = nimble_body_take(&req->cap);
 	if (req->len + n + 1 > req->cap)
 	{
 		size_t		newcap = Max(Max(req->cap * 2, req->len + n + 1), 16384);
@@ -325,7 +327,7 @@ detach(NimbleHttpRequest *req)
 static void
 free_body(NimbleHttpRequest *req)
 {
-	free(req->body);
+	nimble_body_give(req->body, req->cap);
 	req->body = NULL;
 	req->len = 0;
 	req->cap = 0;
@@ -1012,6 +1014,22 @@ nimble_adopt_malloc(MemoryContext cxt, void *ptr)
 	MemoryContextRegisterResetCallback(cxt, cb);
 }
 
+/* A body handed to a memory context, given back when the context goes. */
+typedef struct OwnedBody
+{
+	MemoryContextCallback cb;
+	char	   *data;
+	size_t		cap;
+} OwnedBody;
+
+static void
+release_owned_body(void *arg)
+{
+	OwnedBody  *owned = (OwnedBody *) arg;
+
+	nimble_body_give(owned->data, owned->cap);
+}
+
 /*
  * Wait for req and return its body, which then belongs to owner (freed when
  * owner is reset or deleted).  Failures are raised here; a 404 of a keyed
@@ -1021,7 +1039,7 @@ NimbleHttpOutcome
 nimble_http_finish(NimbleHttpRequest *req, MemoryContext owner,
 				   char **body, int *len)
 {
-	MemoryContextCallback *cb;
+	OwnedBody  *owned;
 
 	wait_for(req);
 	Assert(req->state == REQ_DONE);
@@ -1056,13 +1074,16 @@ nimble_http_finish(NimbleHttpRequest *req, MemoryContext owner,
 					(errcode(ERRCODE_OUT_OF_MEMORY),
 					 errmsg("out of memory")));
 		req->body[0] = '\0';
+		req->cap = 1;
 	}
 
 	/* allocate first: nothing may throw between the hand-over steps */
-	cb = MemoryContextAlloc(owner, sizeof(MemoryContextCallback));
-	cb->func = free;
-	cb->arg = req->body;
-	MemoryContextRegisterResetCallback(owner, cb);
+	owned = MemoryContextAlloc(owner, sizeof(OwnedBody));
+	owned->data = req->body;
+	owned->cap = req->cap;
+	owned->cb.func = release_owned_body;
+	owned->cb.arg = owned;
+	MemoryContextRegisterResetCallback(owner, &owned->cb);
 	*body = req->body;
 	*len = (int) req->len;
 	req->body = NULL;

@@ -376,6 +376,11 @@ extern bool nimble_http_busy(NimbleHttpRequest *req);
 extern const char *nimble_http_path(NimbleHttpRequest *req);
 extern void nimble_adopt_malloc(MemoryContext cxt, void *ptr);
 
+/* response-body buffers kept for reuse (body_pool.c) */
+extern char *nimble_body_take(size_t *cap);
+extern void nimble_body_give(char *data, size_t cap);
+extern void nimble_body_pool_init(void);
+
 /* ----------------------------------------------------------------
  *		Execution (scan.c)
  * ----------------------------------------------------------------
