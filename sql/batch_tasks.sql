@@ -44,11 +44,11 @@ SELECT * FROM nimble.batch_tasks
 SELECT batch_id, count(*) FROM nimble.batch_tasks WHERE state = 'error'
  GROUP BY batch_id ORDER BY batch_id;
 
--- LIMIT stops the requests: a bounded window, not every batch
+-- LIMIT stops the requests: no more batches than rows needed
 \set x `curl -s "$NIMBLE_MOCK_URL/_mock/reset"`
 SELECT task_id FROM nimble.batch_tasks LIMIT 3;
 \set n `curl -s "$NIMBLE_MOCK_URL/_mock/count?endpoint=details"`
-SELECT :n <= 8 AS at_most_one_window_of_details, :n AS details_requests;
+SELECT :n <= 3 AS at_most_one_batch_per_row, :n AS details_requests;
 
 -- a row never depends on the route
 CREATE TEMP TABLE full_tasks AS SELECT * FROM nimble.batch_tasks;

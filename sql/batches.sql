@@ -29,6 +29,22 @@ SELECT batch_id, completed, completed_count, progress, completed_at
 SELECT :n AS progress_requests;
 EXPLAIN (COSTS OFF) SELECT progress FROM nimble.batches;
 
+-- under a LIMIT the window asks for no more batches than rows needed:
+-- SELECT * LIMIT 3 is one list page and three /progress, LIMIT 2 OFFSET 1
+-- the same; a sort needs every row, so ORDER BY ... LIMIT has no bound
+\set x `curl -s "$NIMBLE_MOCK_URL/_mock/reset"`
+SELECT count(progress) FROM (SELECT * FROM nimble.batches LIMIT 3) s;
+\set n `curl -s "$NIMBLE_MOCK_URL/_mock/count?endpoint=list"`
+\set p `curl -s "$NIMBLE_MOCK_URL/_mock/count?endpoint=progress"`
+SELECT :n AS list_requests, :p AS progress_requests;
+\set x `curl -s "$NIMBLE_MOCK_URL/_mock/reset"`
+SELECT count(progress) FROM (SELECT * FROM nimble.batches LIMIT 2 OFFSET 1) s;
+\set p `curl -s "$NIMBLE_MOCK_URL/_mock/count?endpoint=progress"`
+SELECT :p AS progress_requests;
+EXPLAIN (COSTS OFF) SELECT * FROM nimble.batches LIMIT 3;
+EXPLAIN (COSTS OFF) SELECT * FROM nimble.batches ORDER BY batch_id LIMIT 3;
+EXPLAIN (COSTS OFF) SELECT * FROM nimble.batches WHERE completed LIMIT 3;
+
 -- a key and only the columns /progress has: straight to /progress
 \set x `curl -s "$NIMBLE_MOCK_URL/_mock/reset"`
 SELECT batch_id, completed, completed_count, progress, completed_at

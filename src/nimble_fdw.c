@@ -45,6 +45,7 @@ typedef struct NimbleScanState
 	bool		needs_extra;
 	char	   *key_column;
 	bool		parameterized;
+	int			row_bound;		/* the query's LIMIT, if it bounds this scan */
 	List	   *key_exprs;		/* ExprState per key expression */
 	bool		keys_stale;		/* evaluate the keys before the next row */
 	NimbleScan *scan;			/* NULL for EXPLAIN without ANALYZE */
@@ -146,6 +147,7 @@ nimble_begin_foreign_scan(ForeignScanState *node, int eflags)
 	fsstate->needs_extra = intVal(list_nth(priv, NimblePrivateNeedsExtra)) != 0;
 	fsstate->key_column = strVal(list_nth(priv, NimblePrivateKeyColumn));
 	fsstate->parameterized = intVal(list_nth(priv, NimblePrivateParameterized)) != 0;
+	fsstate->row_bound = intVal(list_nth(priv, NimblePrivateRowBound));
 	nimble_get_table_options(relid, &fsstate->table);
 
 	server = GetForeignServer(GetForeignTable(relid)->serverid);
@@ -170,6 +172,7 @@ nimble_begin_foreign_scan(ForeignScanState *node, int eflags)
 									   RelationGetDescr(node->ss.ss_currentRelation),
 									   fsstate->route, fsstate->retrieved_attrs,
 									   fsstate->needs_extra);
+	nimble_scan_set_row_bound(fsstate->scan, fsstate->row_bound);
 }
 
 static TupleTableSlot *
@@ -346,6 +349,8 @@ nimble_explain_foreign_scan(ForeignScanState *node, ExplainState *es)
 
 	ExplainPropertyText("Nimble Resource", fsstate->table.resource->name, es);
 	ExplainPropertyText("Nimble Route", route_text(fsstate, fsplan), es);
+	if (fsstate->row_bound > 0)
+		ExplainPropertyInteger("Nimble Row Bound", NULL, fsstate->row_bound, es);
 	if (fsplan->fdw_exprs != NIL)
 		ExplainPropertyText("Nimble Keys", keys_text(fsstate, node, es), es);
 	if (es->analyze && fsstate->scan)

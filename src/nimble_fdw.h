@@ -297,7 +297,8 @@ enum NimbleScanPrivateIndex
 	NimblePrivateRetrieved,		/* List of Integer: attnums to fill */
 	NimblePrivateNeedsExtra,	/* Integer: 1 = enrichment request per row */
 	NimblePrivateKeyColumn,		/* String: name of the key column */
-	NimblePrivateParameterized	/* Integer: 1 = keys come from outer rows */
+	NimblePrivateParameterized,	/* Integer: 1 = keys come from outer rows */
+	NimblePrivateRowBound		/* Integer: most rows needed, 0 = all */
 };
 
 extern void nimble_get_rel_size(PlannerInfo *root, RelOptInfo *baserel,
@@ -397,6 +398,7 @@ extern NimbleScan *nimble_scan_create(MemoryContext parent,
 									  List *retrieved_attrs,
 									  bool needs_extra);
 extern void nimble_scan_set_keys(NimbleScan *scan, List *keys);
+extern void nimble_scan_set_row_bound(NimbleScan *scan, int64 bound);
 extern int	nimble_sort_unique_keys(char **keys, int n);
 extern bool nimble_scan_next(NimbleScan *scan, Datum *values, bool *nulls);
 extern void nimble_scan_rewind(NimbleScan *scan);

@@ -508,6 +508,27 @@ retrieved_attrs(NimblePlanState *ps)
 	return result;
 }
 
+/*
+ * The most rows the scan will be asked for, or 0 when it may be asked for
+ * all.  The planner sets limit_tuples from a constant LIMIT (plus OFFSET)
+ * and leaves it unset when aggregation, grouping, DISTINCT, window
+ * functions or set-returning functions stand between the scan and the
+ * Limit; a sort, a join or a filter would need more rows than the limit,
+ * so those are ruled out here.
+ */
+static int
+row_bound(PlannerInfo *root, RelOptInfo *baserel)
+{
+	if (root->limit_tuples <= 0 || root->limit_tuples > PG_INT32_MAX)
+		return 0;
+	if (root->parse->sortClause != NIL || baserel->baserestrictinfo != NIL)
+		return 0;
+	if (baserel->reloptkind != RELOPT_BASEREL ||
+		bms_membership(root->all_baserels) != BMS_SINGLETON)
+		return 0;
+	return (int) root->limit_tuples;
+}
+
 ForeignScan *
 nimble_get_plan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid,
 				ForeignPath *best_path, List *tlist, List *scan_clauses,
@@ -556,6 +577,8 @@ nimble_get_plan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid,
 							 makeInteger(ps->needs_extra ? 1 : 0),
 							 makeString(pstrdup(ps->table.resource->key_column)));
 	fdw_private = lappend(fdw_private, makeInteger(parameterized ? 1 : 0));
+	fdw_private = lappend(fdw_private,
+						  makeInteger(parameterized ? 0 : row_bound(root, baserel)));
 
 	/* every condition is checked locally too, the pushed ones included */
 	return make_foreignscan(tlist,

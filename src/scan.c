@@ -112,6 +112,10 @@ struct NimbleScan
 	int			ring_head;
 	int			ring_count;
 
+	/* the query's LIMIT, if it bounds this scan (0 = none); rows so far */
+	int64		row_bound;
+	int64		rows_returned;
+
 	/* the unit being read */
 	Unit		cur;
 	bool		have_cur;
@@ -684,11 +688,36 @@ prefetch_list(NimbleScan *scan)
 		start_list_request(scan);
 }
 
+/*
+ * How many units the window may hold.  Under a LIMIT, no more than the rows
+ * still needed, less those the current unit still holds: each unit gives at
+ * least one row, mostly, so "SELECT * FROM batches LIMIT 10" asks for ten
+ * batches' progress, not ten plus a window.  A unit without rows (an empty
+ * batch) just leaves room for the next one.
+ */
+static int
+window_size(NimbleScan *scan)
+{
+	int64		need;
+
+	if (scan->row_bound <= 0)
+		return scan->ring_cap;
+	need = scan->row_bound - scan->rows_returned;
+	if (scan->have_cur)
+		need -= scan->cur_nrows - scan->cur_row;
+	return (int) Max(Min(need, scan->ring_cap), 0);
+}
+
 /* Top the window up; with may_wait, make sure it holds at least one unit. */
 static void
 fill_window(NimbleScan *scan, bool may_wait)
 {
-	while (scan->ring_count < scan->ring_cap)
+	int			size = window_size(scan);
+
+	/* asked for a row beyond the bound: go on, one unit at a time */
+	if (size == 0 && may_wait)
+		size = 1;
+	while (scan->ring_count < size)
 	{
 		int			pos = (scan->ring_head + scan->ring_count) % scan->ring_cap;
 		Unit	   *unit = &scan->ring[pos];
@@ -866,6 +895,7 @@ nimble_scan_next(NimbleScan *scan, Datum *values, bool *nulls)
 			fill_row(scan, values, nulls);
 			MemoryContextSwitchTo(oldcxt);
 			scan->cur_row++;
+			scan->rows_returned++;
 			return true;
 		}
 		release_current(scan);
@@ -918,7 +948,18 @@ nimble_scan_rewind(NimbleScan *scan)
 		scan->seen_cursors = NULL;
 	}
 	scan->next_key = 0;
+	scan->rows_returned = 0;
 	reset_key_filter(scan);
+}
+
+/*
+ * The most rows the query will ask for (its LIMIT, see the planner): a cap
+ * on prefetching, never on the answer.
+ */
+void
+nimble_scan_set_row_bound(NimbleScan *scan, int64 bound)
+{
+	scan->row_bound = bound;
 }
 
 /* Free the scan now rather than with the query: detaches all transfers. */
