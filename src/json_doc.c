@@ -659,12 +659,14 @@ scan_body(ParseState *ps, const char *body, int len)
 	const char *end = body + len;
 	const char *start;
 	bool		escaped;
+	JsonTokenType type;
 
 value:
 	p = jscan_skip_space(p, end);
 	if (p >= end)
 		return false;
 	start = p;
+	escaped = false;
 	switch (*p)
 	{
 		case '{':
@@ -701,37 +703,30 @@ value:
 			element_start(ps);
 			goto value;
 		case '"':
-			escaped = false;
 			p = jscan_string(p, end, &escaped);
-			if (p == NULL)
-				return false;
-			scalar(ps, JSON_TOKEN_STRING, start, p, escaped);
-			goto after_value;
+			type = JSON_TOKEN_STRING;
+			break;
 		case 't':
 			p = jscan_literal(p, end, "true", 4);
-			if (p == NULL)
-				return false;
-			scalar(ps, JSON_TOKEN_TRUE, start, p, false);
-			goto after_value;
+			type = JSON_TOKEN_TRUE;
+			break;
 		case 'f':
 			p = jscan_literal(p, end, "false", 5);
-			if (p == NULL)
-				return false;
-			scalar(ps, JSON_TOKEN_FALSE, start, p, false);
-			goto after_value;
+			type = JSON_TOKEN_FALSE;
+			break;
 		case 'n':
 			p = jscan_literal(p, end, "null", 4);
-			if (p == NULL)
-				return false;
-			scalar(ps, JSON_TOKEN_NULL, start, p, false);
-			goto after_value;
+			type = JSON_TOKEN_NULL;
+			break;
 		default:
 			p = jscan_number(p, end);
-			if (p == NULL)
-				return false;
-			scalar(ps, JSON_TOKEN_NUMBER, start, p, false);
-			goto after_value;
+			type = JSON_TOKEN_NUMBER;
+			break;
 	}
+	if (p == NULL)
+		return false;
+	scalar(ps, type, start, p, escaped);
+	goto after_value;
 
 field:
 	/* p is at the first byte after "{" or "," and white space */
