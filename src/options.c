@@ -396,7 +396,7 @@ nimble_get_server_options(ForeignServer *server, NimbleServerOptions *opts)
 	opts->connect_timeout_ms = 10000;
 	opts->page_size = 0;
 	opts->max_retries = 2;
-	opts->max_concurrency = 8;
+	opts->max_concurrency = 16;
 	opts->max_response_bytes = INT64CONST(67108864);
 	opts->ca_bundle = NULL;
 	opts->tls_verify = true;

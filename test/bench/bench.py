@@ -2,7 +2,7 @@
 """bench.py - the nimble_fdw benchmark (issue 4).
 
     test/bench/bench.py [--runs 5] [--seq-runs N] [--latency-ms 20]
-                        [--concurrency 8] [--scenarios 1,2,3,4,5,rl,6]
+                        [--concurrency 16] [--scenarios 1,2,3,4,5,rl,6]
                         [--quick] [--out test/bench/REPORT.md] [--keep]
 
 Starts a private PostgreSQL 15 cluster (as the postgres user, on a free
@@ -770,8 +770,16 @@ def report(b, args, meta, path):
         res = R[label]
         if res["scenario"] == "3" and res["client"] == "nimble_fdw" and "LATERAL" not in label \
                 and "ANY" not in label and "plan" in res:
-            tgt("%s: plan is a parameterized nested loop" % label, res["plan"], "Nested Loop with "
-                "the nimble scan inside", res["param_nestloop"])
+            # the issue: a nested loop when the outer side is small, a
+            # concurrent walk when it is large; which of the two this join
+            # is, only their times say, so the goal is the faster plan
+            nl = R.get(label + ", LATERAL nested loop")
+            if nl and nl["runs"] and res["runs"]:
+                picked, forced = median(col(res, "wall")), median(col(nl, "wall"))
+                kind = "nested loop" if res["param_nestloop"] else "concurrent walk"
+                tgt("%s: the planner picks the faster plan" % label,
+                    "%s, %.3f s (the parameterized nested loop: %.3f s)" % (kind, picked, forced),
+                    "no slower than the other plan", picked <= forced * 1.05)
     if "4 list columns" in R and R["4 list columns"]["runs"]:
         reqs = col(R["4 list columns"], "requests")
         tgt("4 list columns LIMIT 10: requests", ", ".join(map(str, sorted(set(reqs)))), "exactly 1",
@@ -859,8 +867,9 @@ def report(b, args, meta, path):
                                                      "/".join(sorted({str(r["requests"]) for r in res["runs"]})),
                                                      res["runs"][0]["nrows"]))
         w("\nBy contract the progress columns of `batches` come from one `/progress` request per "
-          "row, so `SELECT *` makes one list request plus progress requests; a value above 10 "
-          "is the prefetch window running ahead of `LIMIT`.\n")
+          "row, so `SELECT *` makes one list request plus one progress request per row: the "
+          "`LIMIT` bounds the scan's window (`Nimble Row Bound`), so 10 is the least and the "
+          "most.\n")
     if "5 cached" in R and R["5 cached"].get("warm"):
         res = R["5 cached"]
         w("### Scenario 5: cache\n")
@@ -926,8 +935,8 @@ def main():
     ap.add_argument("--seq-runs", type=int,
                     help="runs of the sequential curl baseline (default: --runs)")
     ap.add_argument("--latency-ms", type=float, default=20)
-    ap.add_argument("--concurrency", type=int, default=8,
-                    help="max_concurrency of the servers and curl's --parallel-max (default 8)")
+    ap.add_argument("--concurrency", type=int, default=16,
+                    help="max_concurrency of the servers and curl's --parallel-max (default 16, the server default)")
     ap.add_argument("--scenarios", default=",".join(SCENARIOS),
                     help="comma-separated, from %s (default: all)" % ",".join(SCENARIOS))
     ap.add_argument("--quick", action="store_true",
