@@ -115,12 +115,14 @@ def as_postgres(cmd):
 # ----------------------------------------------------------------------
 
 class Mock:
-    def __init__(self, workdir, *args):
+    def __init__(self, workdir, *args, script=MOCK):
+        """A mock API: test/mock_nimble.py, or another test/mock_*.py."""
         self.workdir = workdir
-        portfile = os.path.join(workdir, "mock.port")
-        self.logpath = os.path.join(workdir, "mock.log")
+        name = Path(script).stem
+        portfile = os.path.join(workdir, name + ".port")
+        self.logpath = os.path.join(workdir, name + ".log")
         self.proc = subprocess.Popen(
-            [SYS_PYTHON, str(MOCK), "--port", "0", "--port-file", portfile, *args],
+            [SYS_PYTHON, str(script), "--port", "0", "--port-file", portfile, *args],
             stdout=open(self.logpath, "w"), stderr=subprocess.STDOUT)
         for _ in range(200):
             if os.path.exists(portfile) and open(portfile).read().strip():

@@ -335,9 +335,13 @@ def main():
         res["self_test"] = True
     res["valgrind_command"] = " ".join(wrapper) + " postgres -D DATA"
     mock = None
+    others = []
     regress = {}
     try:
         mock = relib.Mock(cluster.dir)
+        # the api_scrape and api_factcheck suites talk to mocks of their own
+        for script in ("mock_scrape.py", "mock_factcheck.py"):
+            others.append(relib.Mock(cluster.dir, script=relib.REPO / "test" / script))
         relib.log("starting postgres under valgrind (slow)")
         t0 = time.time()
         cluster.start(wrapper=wrapper, timeout=300)
@@ -345,7 +349,9 @@ def main():
         relib.log("postgres up in %.0f s; running make installcheck" % res["startup_seconds"])
         outdir = os.path.join(cluster.dir, "regress")
         os.makedirs(outdir, exist_ok=True)
-        env = dict(os.environ, NIMBLE_MOCK_URL=mock.base, PGHOST=cluster.dir,
+        env = dict(os.environ, NIMBLE_MOCK_URL=mock.base,
+                   NIMBLE_SCRAPE_MOCK_URL=others[0].base,
+                   NIMBLE_FACTCHECK_MOCK_URL=others[1].base, PGHOST=cluster.dir,
                    PGPORT=str(cluster.port), PGUSER="postgres",
                    EXTRA_REGRESS_OPTS="--outputdir=%s" % outdir)
         env.pop("PGDATABASE", None)
@@ -390,6 +396,8 @@ def main():
         cluster.stop(timeout=300)
         if mock:
             mock.stop()
+        for m in others:
+            m.stop()
     res["regress"] = regress
     res["server_log_crash_lines"] = crash[:20]
 
