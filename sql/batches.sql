@@ -41,6 +41,13 @@ SELECT :n AS list_requests, :p AS progress_requests;
 SELECT count(progress) FROM (SELECT * FROM nimble.batches LIMIT 2 OFFSET 1) s;
 \set p `curl -s "$NIMBLE_MOCK_URL/_mock/count?endpoint=progress"`
 SELECT :p AS progress_requests;
+-- across list pages (5 batches a page): LIMIT 7 needs the second page but
+-- not the third
+\set x `curl -s "$NIMBLE_MOCK_URL/_mock/reset"`
+SELECT count(progress) FROM (SELECT * FROM nimble.batches LIMIT 7) s;
+\set n `curl -s "$NIMBLE_MOCK_URL/_mock/count?endpoint=list"`
+\set p `curl -s "$NIMBLE_MOCK_URL/_mock/count?endpoint=progress"`
+SELECT :n AS list_requests, :p AS progress_requests;
 EXPLAIN (COSTS OFF) SELECT * FROM nimble.batches LIMIT 3;
 EXPLAIN (COSTS OFF) SELECT * FROM nimble.batches ORDER BY batch_id LIMIT 3;
 EXPLAIN (COSTS OFF) SELECT * FROM nimble.batches WHERE completed LIMIT 3;

@@ -676,18 +676,6 @@ next_unit(NimbleScan *scan, Unit *unit, bool may_wait)
 	}
 }
 
-/* Start the next list page early when the window is about to run dry. */
-static void
-prefetch_list(NimbleScan *scan)
-{
-	ListPage   *page = scan->pages ? llast(scan->pages) : NULL;
-	int			left = page ? page->doc.nrows - page->next_item : 0;
-
-	if (scan->unit_ep && scan->list_ep && !scan->list_done &&
-		!scan->list_req_running && left < scan->ring_cap)
-		start_list_request(scan);
-}
-
 /*
  * How many units the window may hold.  Under a LIMIT, no more than the rows
  * still needed, less those the current unit still holds: each unit gives at
@@ -706,6 +694,19 @@ window_size(NimbleScan *scan)
 	if (scan->have_cur)
 		need -= scan->cur_nrows - scan->cur_row;
 	return (int) Max(Min(need, scan->ring_cap), 0);
+}
+
+/* Start the next list page early when the window is about to run dry. */
+static void
+prefetch_list(NimbleScan *scan)
+{
+	ListPage   *page = scan->pages ? llast(scan->pages) : NULL;
+	int			left = page ? page->doc.nrows - page->next_item : 0;
+
+	/* under a LIMIT, not a page the rows still needed cannot reach */
+	if (scan->unit_ep && scan->list_ep && !scan->list_done &&
+		!scan->list_req_running && left < window_size(scan))
+		start_list_request(scan);
 }
 
 /* Top the window up; with may_wait, make sure it holds at least one unit. */
