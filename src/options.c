@@ -257,9 +257,9 @@ check_field(const char *value)
 				 errhint("Give a JSON field name, a dotted path such as 'input.url', '#path' for an array's length, '$key' or '$row'.")));
 }
 
-/* The api option of a server's options, or NULL. */
-static const char *
-api_option(List *options)
+/* The value of the option name in a list of options, or NULL. */
+static char *
+option_value(List *options, const char *name)
 {
 	ListCell   *lc;
 
@@ -267,7 +267,7 @@ api_option(List *options)
 	{
 		DefElem    *def = lfirst_node(DefElem, lc);
 
-		if (strcmp(def->defname, "api") == 0)
+		if (strcmp(def->defname, name) == 0)
 			return defGetString(def);
 	}
 	return NULL;
@@ -277,17 +277,12 @@ api_option(List *options)
 static void
 check_api_needs(List *options)
 {
-	const char *name = api_option(options);
+	const char *name = option_value(options, "api");
 	const NimbleApiDef *api = nimble_api_lookup(name ? name : "nimble");
-	ListCell   *lc;
 
-	if (api == NULL || api->default_url != NULL)
+	if (api == NULL || api->default_url != NULL ||
+		option_value(options, "url") != NULL)
 		return;
-	foreach(lc, options)
-	{
-		if (strcmp(lfirst_node(DefElem, lc)->defname, "url") == 0)
-			return;
-	}
 	ereport(ERROR,
 			(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
 			 errmsg("a server with api '%s' needs the option \"url\"", api->name),
@@ -381,10 +376,9 @@ nimble_fdw_validator(PG_FUNCTION_ARGS)
 void
 nimble_get_server_options(ForeignServer *server, NimbleServerOptions *opts)
 {
-	ListCell   *lc;
-
-	const char *api_name = api_option(server->options);
+	const char *api_name = option_value(server->options, "api");
 	const NimbleApiDef *api = nimble_api_lookup(api_name ? api_name : "nimble");
+	ListCell   *lc;
 
 	/* the validator let no unknown api in */
 	if (api == NULL)
@@ -457,21 +451,14 @@ nimble_get_table_options(Oid relid, NimbleTableOptions *opts)
 	ForeignTable *table = GetForeignTable(relid);
 	ForeignServer *server = GetForeignServer(table->serverid);
 	NimbleServerOptions sopts;
-	const char *resource = NULL;
-	ListCell   *lc;
+	const char *resource;
 
 	nimble_get_server_options(server, &sopts);
 	opts->relid = relid;
 	opts->serverid = table->serverid;
 	opts->api = sopts.api;
 
-	foreach(lc, table->options)
-	{
-		DefElem    *def = lfirst_node(DefElem, lc);
-
-		if (strcmp(def->defname, "resource") == 0)
-			resource = defGetString(def);
-	}
+	resource = option_value(table->options, "resource");
 	if (resource == NULL)
 		resource = get_rel_name(relid);
 
@@ -489,17 +476,7 @@ nimble_get_table_options(Oid relid, NimbleTableOptions *opts)
 char *
 nimble_get_column_field(Oid relid, AttrNumber attnum)
 {
-	List	   *options = GetForeignColumnOptions(relid, attnum);
-	ListCell   *lc;
-
-	foreach(lc, options)
-	{
-		DefElem    *def = lfirst_node(DefElem, lc);
-
-		if (strcmp(def->defname, "field") == 0)
-			return defGetString(def);
-	}
-	return NULL;
+	return option_value(GetForeignColumnOptions(relid, attnum), "field");
 }
 
 /*
@@ -511,7 +488,7 @@ nimble_get_api_key(ForeignServer *server, Oid userid)
 {
 	HeapTuple	tp;
 	UserMapping *um;
-	ListCell   *lc;
+	char	   *api_key;
 
 	tp = SearchSysCache2(USERMAPPINGUSERSERVER, ObjectIdGetDatum(userid),
 						 ObjectIdGetDatum(server->serverid));
@@ -528,13 +505,9 @@ nimble_get_api_key(ForeignServer *server, Oid userid)
 	ReleaseSysCache(tp);
 
 	um = GetUserMapping(userid, server->serverid);
-	foreach(lc, um->options)
-	{
-		DefElem    *def = lfirst_node(DefElem, lc);
-
-		if (strcmp(def->defname, "api_key") == 0)
-			return defGetString(def);
-	}
+	api_key = option_value(um->options, "api_key");
+	if (api_key != NULL)
+		return api_key;
 	ereport(ERROR,
 			(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
 			 errmsg("user mapping for user \"%s\" and server \"%s\" has no api_key",
