@@ -1003,17 +1003,6 @@ report_http_error(NimbleHttpRequest *req)
 				 errhint("%s", hint)));
 }
 
-/* Hand a malloc'd block to a memory context: freed when it is reset. */
-void
-nimble_adopt_malloc(MemoryContext cxt, void *ptr)
-{
-	MemoryContextCallback *cb = MemoryContextAlloc(cxt, sizeof(MemoryContextCallback));
-
-	cb->func = free;
-	cb->arg = ptr;
-	MemoryContextRegisterResetCallback(cxt, cb);
-}
-
 /* A body handed to a memory context, given back when the context goes. */
 typedef struct OwnedBody
 {

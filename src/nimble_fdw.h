@@ -375,7 +375,6 @@ extern void nimble_http_remember(NimbleHttpRequest *req, const char *body,
 extern void nimble_http_cancel(NimbleHttpRequest *req);
 extern bool nimble_http_busy(NimbleHttpRequest *req);
 extern const char *nimble_http_path(NimbleHttpRequest *req);
-extern void nimble_adopt_malloc(MemoryContext cxt, void *ptr);
 
 /* response-body buffers kept for reuse (body_pool.c) */
 extern char *nimble_body_take(size_t *cap);
