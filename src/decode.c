@@ -270,6 +270,24 @@ iso_timestamptz(const char *s, int len, TimestampTz *out)
 	return true;
 }
 
+/*
+ * A JSON number's lexeme as numeric_in reads it under typmod; a plain
+ * integer without a typmod (the common case) is made directly, the same
+ * value with the same display scale.
+ */
+Numeric
+nimble_numeric_from_lexeme(const char *s, int len, int32 typmod)
+{
+	int64		v;
+
+	if (typmod < 0 && jscan_small_integer(s, len, &v))
+		return int64_to_numeric(v);
+	return DatumGetNumeric(DirectFunctionCall3(numeric_in,
+											   CStringGetDatum(pnstrdup(s, len)),
+											   ObjectIdGetDatum(InvalidOid),
+											   Int32GetDatum(typmod)));
+}
+
 static Datum
 int_datum(NimbleColumnConv *conv, int64 v)
 {
@@ -435,17 +453,9 @@ nimble_conv_value(NimbleColumnConv *conv, const NimbleJsonValue *value,
 			break;
 		case CONV_NUMERIC:
 			if (value->type == JSON_TOKEN_NUMBER)
-			{
-				int64		v;
-
-				if (conv->typmod < 0 &&
-					jscan_small_integer(value->text, value->textlen, &v))
-					return NumericGetDatum(int64_to_numeric(v));
-				return DirectFunctionCall3(numeric_in,
-										   CStringGetDatum(nimble_json_cstring(value)),
-										   ObjectIdGetDatum(InvalidOid),
-										   Int32GetDatum(conv->typmod));
-			}
+				return NumericGetDatum(nimble_numeric_from_lexeme(value->text,
+																  value->textlen,
+																  conv->typmod));
 			break;
 		case CONV_TIMESTAMPTZ:
 			{

@@ -43,23 +43,6 @@ typedef struct JsonbBuild
 
 static void build_value(JsonbBuild *b, JsonbIteratorToken token);
 
-/*
- * A number token as numeric_in reads it; a plain integer (the common case)
- * is made directly, the same value with the same display scale.
- */
-static Numeric
-number_value(const char *start, int len)
-{
-	int64		v;
-
-	if (jscan_small_integer(start, len, &v))
-		return int64_to_numeric(v);
-	return DatumGetNumeric(DirectFunctionCall3(numeric_in,
-											   CStringGetDatum(pnstrdup(start, len)),
-											   ObjectIdGetDatum(InvalidOid),
-											   Int32GetDatum(-1)));
-}
-
 /* The string token at b->p (no escapes) into v, in place. */
 static void
 string_value(JsonbBuild *b, JsonbValue *v)
@@ -78,6 +61,53 @@ string_value(JsonbBuild *b, JsonbValue *v)
 	v->type = jbvString;
 	v->val.string.val = (char *) start + 1;
 	v->val.string.len = b->p - start - 2;
+}
+
+/* A field's name into key; b->p is left at its value. */
+static void
+key_value(JsonbBuild *b, JsonbValue *key)
+{
+	string_value(b, key);
+	b->p = jscan_skip_space(b->p, b->end);
+	Assert(*b->p == ':');
+	b->p = jscan_skip_space(b->p + 1, b->end);
+}
+
+/*
+ * The scalar at b->p into v (a string in place); false, reading nothing,
+ * for an object or an array.
+ */
+static bool
+scalar_value(JsonbBuild *b, JsonbValue *v)
+{
+	const char *start = b->p;
+
+	switch (*b->p)
+	{
+		case '{':
+		case '[':
+			return false;
+		case '"':
+			string_value(b, v);
+			break;
+		case 't':
+		case 'f':
+			v->type = jbvBool;
+			v->val.boolean = (*b->p == 't');
+			b->p += v->val.boolean ? 4 : 5;
+			break;
+		case 'n':
+			v->type = jbvNull;
+			b->p += 4;
+			break;
+		default:
+			b->p = jscan_number(b->p, b->end);
+			Assert(b->p != NULL);
+			v->type = jbvNumeric;
+			v->val.numeric = nimble_numeric_from_lexeme(start, b->p - start, -1);
+			break;
+	}
+	return true;
 }
 
 /* An object or array at b->p, pushed whole. */
@@ -100,11 +130,8 @@ build_container(JsonbBuild *b)
 			{
 				JsonbValue	key;
 
-				string_value(b, &key);
+				key_value(b, &key);
 				(void) pushJsonbValue(&b->state, WJB_KEY, &key);
-				b->p = jscan_skip_space(b->p, b->end);
-				Assert(*b->p == ':');
-				b->p++;
 				build_value(b, WJB_VALUE);
 			}
 			else
@@ -128,41 +155,12 @@ static void
 build_value(JsonbBuild *b, JsonbIteratorToken token)
 {
 	JsonbValue	v;
-	const char *start;
 
 	b->p = jscan_skip_space(b->p, b->end);
-	start = b->p;
-	switch (*b->p)
-	{
-		case '{':
-		case '[':
-			build_container(b);
-			return;
-		case '"':
-			string_value(b, &v);
-			break;
-		case 't':
-			v.type = jbvBool;
-			v.val.boolean = true;
-			b->p += 4;
-			break;
-		case 'f':
-			v.type = jbvBool;
-			v.val.boolean = false;
-			b->p += 5;
-			break;
-		case 'n':
-			v.type = jbvNull;
-			b->p += 4;
-			break;
-		default:
-			b->p = jscan_number(b->p, b->end);
-			Assert(b->p != NULL);
-			v.type = jbvNumeric;
-			v.val.numeric = number_value(start, b->p - start);
-			break;
-	}
-	(void) pushJsonbValue(&b->state, token, &v);
+	if (scalar_value(b, &v))
+		(void) pushJsonbValue(&b->state, token, &v);
+	else
+		build_container(b);
 }
 
 /* Flat objects with more pairs than this take the general path. */
@@ -207,39 +205,11 @@ flat_pairs(const char *raw, int rawlen, FlatPair *pairs)
 
 		if (n == FLAT_MAX_PAIRS)
 			return -1;
-		string_value(&b, &key);
+		key_value(&b, &key);
 		pair.key = key.val.string.val;
 		pair.keylen = key.val.string.len;
-		b.p = jscan_skip_space(b.p, b.end);
-		b.p = jscan_skip_space(b.p + 1, b.end);	/* the colon */
-		switch (*b.p)
-		{
-			case '{':
-			case '[':
-				return -1;
-			case '"':
-				string_value(&b, &pair.value);
-				break;
-			case 't':
-			case 'f':
-				pair.value.type = jbvBool;
-				pair.value.val.boolean = (*b.p == 't');
-				b.p += pair.value.val.boolean ? 4 : 5;
-				break;
-			case 'n':
-				pair.value.type = jbvNull;
-				b.p += 4;
-				break;
-			default:
-				{
-					const char *start = b.p;
-
-					b.p = jscan_number(b.p, b.end);
-					pair.value.type = jbvNumeric;
-					pair.value.val.numeric = number_value(start, b.p - start);
-				}
-				break;
-		}
+		if (!scalar_value(&b, &pair.value))
+			return -1;
 
 		/* insertion sort: a few pairs, mostly in order already */
 		for (i = n; i > 0; i--)

@@ -31,6 +31,7 @@
 #include "foreign/foreign.h"
 #include "nodes/pathnodes.h"
 #include "nodes/plannodes.h"
+#include "utils/numeric.h"
 #include "utils/relcache.h"
 
 /* ----------------------------------------------------------------
@@ -326,6 +327,7 @@ extern Datum nimble_conv_value(NimbleColumnConv *conv,
 extern Datum nimble_conv_string(NimbleColumnConv *conv, const char *str,
 								bool *isnull);
 extern char *nimble_json_value_text(const NimbleJsonValue *value);
+extern Numeric nimble_numeric_from_lexeme(const char *s, int len, int32 typmod);
 
 /* json_to_jsonb.c */
 extern Datum nimble_json_to_jsonb(const char *raw, int rawlen);
