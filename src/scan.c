@@ -475,12 +475,12 @@ protocol_error(const NimbleApiDef *api, const char *path, const char *detail)
 /*
  * Offset paging: the next page starts after the items seen so far.  The
  * walk ends when has_next says so, or, for an API without it, when the
- * items reach the total; an empty page that claims more would repeat
- * itself forever.
+ * items reach the total (NULL: the page gave none); an empty page that
+ * claims more would repeat itself forever.
  */
 static void
 next_offset(NimbleScan *scan, ListPage *page, NimbleJsonValue *has_next,
-			NimbleJsonValue *total, const char *path)
+			const double *total, const char *path)
 {
 	const NimbleEndpoint *ep = scan->list_ep;
 
@@ -497,9 +497,8 @@ next_offset(NimbleScan *scan, ListPage *page, NimbleJsonValue *has_next,
 	else if (has_next && has_next->type != JSON_TOKEN_INVALID)
 		protocol_error(scan->api, path,
 					   psprintf("\"%s\" is not a boolean.", ep->has_next));
-	else if (total && total->type == JSON_TOKEN_NUMBER)
-		scan->list_done = page->doc.nrows == 0 ||
-			scan->offset >= strtod(nimble_json_cstring(total), NULL);
+	else if (total)
+		scan->list_done = page->doc.nrows == 0 || scan->offset >= *total;
 	else
 		protocol_error(scan->api, path,
 					   psprintf("The page says neither \"%s\" nor \"%s\".",
@@ -521,6 +520,7 @@ finish_list_request(NimbleScan *scan)
 	NimbleJsonValue *has_next;
 	NimbleJsonValue *cursor;
 	NimbleJsonValue *total;
+	double		total_items;
 	char	   *cursor_text;
 	bool		found;
 
@@ -542,13 +542,17 @@ finish_list_request(NimbleScan *scan)
 
 	total = page_value(page, scan->list_total_slot);
 	if (total && total->type == JSON_TOKEN_NUMBER)
-		nimble_learn_list_total(scan->table->serverid, scan->list_ep,
-								strtod(nimble_json_cstring(total), NULL));
+	{
+		total_items = strtod(nimble_json_cstring(total), NULL);
+		nimble_learn_list_total(scan->table->serverid, scan->list_ep, total_items);
+	}
+	else
+		total = NULL;
 
 	has_next = page_value(page, scan->list_has_next_slot);
 	if (scan->list_ep->paging == NIMBLE_PAGING_OFFSET)
 	{
-		next_offset(scan, page, has_next, total, path);
+		next_offset(scan, page, has_next, total ? &total_items : NULL, path);
 		return;
 	}
 	if (scan->list_ep->paging == NIMBLE_PAGING_NONE ||
