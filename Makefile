@@ -42,7 +42,7 @@ PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
 # PGXS tracks no header dependencies: every object depends on our headers
-$(OBJS): src/nimble_fdw.h src/json_doc.h src/json_scan.h
+$(OBJS): src/nimble_fdw.h src/compat.h src/json_doc.h src/json_scan.h
 
 .PHONY: demo test regress-test http2-check cron-test fuzz reliability bench
 demo:

@@ -311,7 +311,7 @@ typedef struct ArrayParse
 	List	   *texts;			/* char *, NULL for a JSON null */
 } ArrayParse;
 
-static void
+static NimbleJsonAction
 array_elem_start(void *state, bool isnull)
 {
 	ArrayParse *ap = state;
@@ -321,15 +321,16 @@ array_elem_start(void *state, bool isnull)
 		ap->start = ap->lex->token_start;
 		ap->scalar = NULL;
 	}
+	NIMBLE_JSON_ACTION_DONE;
 }
 
-static void
+static NimbleJsonAction
 array_elem_end(void *state, bool isnull)
 {
 	ArrayParse *ap = state;
 
 	if (ap->lex->lex_level != 1)
-		return;
+		NIMBLE_JSON_ACTION_DONE;
 	if (isnull)
 		ap->texts = lappend(ap->texts, NULL);
 	else if (ap->scalar)
@@ -337,15 +338,17 @@ array_elem_end(void *state, bool isnull)
 	else
 		ap->texts = lappend(ap->texts,
 							pnstrdup(ap->start, ap->lex->prev_token_terminator - ap->start));
+	NIMBLE_JSON_ACTION_DONE;
 }
 
-static void
+static NimbleJsonAction
 array_scalar(void *state, char *token, JsonTokenType type)
 {
 	ArrayParse *ap = state;
 
 	if (ap->lex->lex_level == 1)
 		ap->scalar = token;
+	NIMBLE_JSON_ACTION_DONE;
 }
 
 static Datum
@@ -363,8 +366,8 @@ json_array_to_datum(NimbleColumnConv *conv, const NimbleJsonValue *value)
 
 	memset(&ap, 0, sizeof(ap));
 	memset(&sem, 0, sizeof(sem));
-	ap.lex = makeJsonLexContextCstringLen((char *) value->raw, value->rawlen,
-										  GetDatabaseEncoding(), true);
+	ap.lex = nimble_make_json_lex((char *) value->raw, value->rawlen,
+								  GetDatabaseEncoding(), true);
 	sem.semstate = &ap;
 	sem.array_element_start = array_elem_start;
 	sem.array_element_end = array_elem_end;

@@ -771,7 +771,7 @@ wait_and_act(long timeout_ms)
 
 	PG_TRY();
 	{
-		set = CreateWaitEventSet(CurrentMemoryContext, nwatched + 2);
+		set = nimble_create_wait_event_set(nwatched + 2);
 		AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
 		AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
 		for (int i = 0; i < nwatched; i++)

@@ -36,6 +36,7 @@
 #include "common/string.h"
 #include "mb/pg_wchar.h"
 
+#include "compat.h"
 #include "json_doc.h"
 #include "json_scan.h"
 
@@ -801,7 +802,7 @@ clip_message(const char *s, int max)
 static char *
 syntax_detail(char *body, int len, int encoding)
 {
-	JsonLexContext *lex = makeJsonLexContextCstringLen(body, len, encoding, false);
+	JsonLexContext *lex = nimble_make_json_lex(body, len, encoding, false);
 	JsonParseErrorType err = pg_parse_json(lex, &nullSemAction);
 	char	   *msg;
 

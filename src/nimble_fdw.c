@@ -14,6 +14,11 @@
 
 #include "access/htup_details.h"
 #include "commands/explain.h"
+#if PG_VERSION_NUM >= 180000
+/* 18 moved ExplainState and ExplainProperty* out of explain.h */
+#include "commands/explain_format.h"
+#include "commands/explain_state.h"
+#endif
 #include "executor/executor.h"
 #include "foreign/fdwapi.h"
 #include "lib/stringinfo.h"
@@ -136,7 +141,6 @@ nimble_begin_foreign_scan(ForeignScanState *node, int eflags)
 	Oid			relid = RelationGetRelid(node->ss.ss_currentRelation);
 	List	   *priv = fsplan->fdw_private;
 	ForeignServer *server;
-	RangeTblEntry *rte;
 	Oid			userid;
 	char	   *api_key;
 
@@ -161,8 +165,9 @@ nimble_begin_foreign_scan(ForeignScanState *node, int eflags)
 	nimble_check_allowed_host(fsstate->server.url, server->servername);
 
 	/* the user whose mapping applies: the view owner's, for a view */
-	rte = exec_rt_fetch(fsplan->scan.scanrelid, estate);
-	userid = OidIsValid(rte->checkAsUser) ? rte->checkAsUser : GetUserId();
+	userid = NIMBLE_SCAN_CHECK_AS_USER(fsplan, estate);
+	if (!OidIsValid(userid))
+		userid = GetUserId();
 	api_key = nimble_get_api_key(server, userid);
 
 	fsstate->key_exprs = ExecInitExprList(fsplan->fdw_exprs, (PlanState *) node);

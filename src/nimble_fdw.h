@@ -25,6 +25,7 @@
 #include "postgres.h"
 
 #include "common/jsonapi.h"
+#include "compat.h"
 #include "json_doc.h"
 #include "datatype/timestamp.h"
 #include "fmgr.h"

@@ -434,15 +434,12 @@ nimble_get_paths(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 	 * wins wherever a join can give keys; nimble_get_plan refuses it if it
 	 * is chosen all the same, with an error that says what to add.
 	 */
-	if (ps->keys == NULL && ps->table.resource->list_endpoint < 0)
-	{
-		startup = disable_cost;
-		total = disable_cost;
-	}
 	add_path(baserel, (Path *)
-			 create_foreignscan_path(root, baserel, NULL, baserel->rows,
-									 startup, total, NIL,
-									 baserel->lateral_relids, NULL, NIL));
+			 nimble_create_foreignscan_path(root, baserel, baserel->rows,
+											ps->keys == NULL &&
+											ps->table.resource->list_endpoint < 0,
+											startup, total,
+											baserel->lateral_relids));
 
 	if (ps->key_attno == InvalidAttrNumber)
 		return;
@@ -480,10 +477,10 @@ nimble_get_paths(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 		route = choose_route(ps, true);
 		estimate_cost(ps, route, 1, ps->est_rows_per_key, &startup, &total);
 		add_path(baserel, (Path *)
-				 create_foreignscan_path(root, baserel, NULL,
-										 param_info->ppi_rows,
-										 startup, total, NIL,
-										 required_outer, NULL, NIL));
+				 nimble_create_foreignscan_path(root, baserel,
+												param_info->ppi_rows, false,
+												startup, total,
+												required_outer));
 	}
 }
 

@@ -1,0 +1,101 @@
+/*-------------------------------------------------------------------------
+ *
+ * compat.h
+ *		  The server APIs that changed between the PostgreSQL major versions
+ *		  nimble_fdw builds for (15, 16, 17 and 18), in one place.
+ *
+ * Each difference is a macro named for what it does, so that the callers
+ * read the same on every version and the PG_VERSION_NUM tests stay here.
+ * The macros expand to calls of functions declared by the headers the
+ * caller already includes; this file includes nothing but the version,
+ * so that json_doc.c can use it in its frontend (fuzzing) build too.
+ * A change is guarded at the release that made it: 16 for what began in
+ * 16, although Debian ships only 15, 17 and 18 here.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef NIMBLE_COMPAT_H
+#define NIMBLE_COMPAT_H
+
+#include "pg_config.h"
+
+#if PG_VERSION_NUM < 150000
+#error "nimble_fdw needs PostgreSQL 15 or later"
+#endif
+
+/*
+ * The role whose user mapping a foreign scan uses: the view owner's for a
+ * view, else the current user.  16 moved permission checks out of the
+ * range table (RTEPermissionInfo) and gave ForeignScan its own field.
+ */
+#if PG_VERSION_NUM >= 160000
+#define NIMBLE_SCAN_CHECK_AS_USER(fsplan, estate) \
+	((fsplan)->checkAsUser)
+#else
+#define NIMBLE_SCAN_CHECK_AS_USER(fsplan, estate) \
+	(exec_rt_fetch((fsplan)->scan.scanrelid, (estate))->checkAsUser)
+#endif
+
+/*
+ * A foreign scan path with no pathkeys, outer path or fdw_private.  17
+ * added fdw_restrictinfo (for join pushdown, which we do not do); 18 counts
+ * disabled nodes apart from the cost, where earlier releases add
+ * disable_cost to it.
+ */
+#if PG_VERSION_NUM >= 180000
+#define nimble_create_foreignscan_path(root, rel, rows, disabled, startup, total, outer) \
+	create_foreignscan_path((root), (rel), NULL, (rows), (disabled) ? 1 : 0, \
+							(startup), (total), NIL, (outer), NULL, NIL, NIL)
+#elif PG_VERSION_NUM >= 170000
+#define nimble_create_foreignscan_path(root, rel, rows, disabled, startup, total, outer) \
+	create_foreignscan_path((root), (rel), NULL, (rows), \
+							(startup) + ((disabled) ? disable_cost : 0), \
+							(total) + ((disabled) ? disable_cost : 0), \
+							NIL, (outer), NULL, NIL, NIL)
+#else
+#define nimble_create_foreignscan_path(root, rel, rows, disabled, startup, total, outer) \
+	create_foreignscan_path((root), (rel), NULL, (rows), \
+							(startup) + ((disabled) ? disable_cost : 0), \
+							(total) + ((disabled) ? disable_cost : 0), \
+							NIL, (outer), NULL, NIL)
+#endif
+
+/*
+ * A wait event set that is freed with the resource owner on error (17
+ * tracks it by resource owner instead of a memory context).  Callers free
+ * it themselves on every path as well.
+ */
+#if PG_VERSION_NUM >= 170000
+#define nimble_create_wait_event_set(nevents) \
+	CreateWaitEventSet(CurrentResourceOwner, (nevents))
+#else
+#define nimble_create_wait_event_set(nevents) \
+	CreateWaitEventSet(CurrentMemoryContext, (nevents))
+#endif
+
+/*
+ * A JSON lexer over len bytes of json.  17 lets the caller supply the
+ * struct and takes the length as size_t; NULL asks it to allocate one.
+ */
+#if PG_VERSION_NUM >= 170000
+#define nimble_make_json_lex(json, len, encoding, need_escapes) \
+	makeJsonLexContextCstringLen(NULL, (json), (size_t) (len), (encoding), \
+								 (need_escapes))
+#else
+#define nimble_make_json_lex(json, len, encoding, need_escapes) \
+	makeJsonLexContextCstringLen((json), (len), (encoding), (need_escapes))
+#endif
+
+/*
+ * What a JSON semantic action returns: from 16 on, an error code that
+ * lets the action stop the parse; before, nothing.
+ */
+#if PG_VERSION_NUM >= 160000
+#define NimbleJsonAction JsonParseErrorType
+#define NIMBLE_JSON_ACTION_DONE return JSON_SUCCESS
+#else
+#define NimbleJsonAction void
+#define NIMBLE_JSON_ACTION_DONE return
+#endif
+
+#endif							/* NIMBLE_COMPAT_H */
