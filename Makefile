@@ -27,7 +27,11 @@ EXTENSION = nimble_fdw
 DATA = nimble_fdw--1.0.sql nimble_fdw--1.0--1.1.sql
 PGFILEDESC = "nimble_fdw - foreign data wrapper for Nimble batch jobs"
 
-REGRESS = setup options batches batch_tasks batch_progress tasks decode api_scrape api_factcheck pushdown joins errors cache_and_rate stats wait_batch upgrade
+REGRESS = setup options batches batch_tasks batch_progress tasks decode api_scrape api_factcheck pushdown explain_params joins errors cache_and_rate stats wait_batch upgrade
+
+# the suites compare multibyte text: their database is UTF-8 whatever the
+# cluster's default encoding
+REGRESS_OPTS = --encoding=UTF8
 
 SHLIB_LINK = -lcurl
 # our sources build warning-free; CI keeps them so

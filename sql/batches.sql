@@ -18,8 +18,7 @@ SELECT :n AS progress_requests_without_progress_columns;
 SELECT batch_id FROM nimble.batches LIMIT 5;
 \set n `curl -s "$NIMBLE_MOCK_URL/_mock/count"`
 SELECT :n AS requests_for_limit_5;
-EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF)
-SELECT batch_id, username FROM nimble.batches LIMIT 5;
+SELECT explain_analyze('SELECT batch_id, username FROM nimble.batches LIMIT 5');
 
 -- the progress columns come from /progress, one request per batch
 \set x `curl -s "$NIMBLE_MOCK_URL/_mock/reset"`
@@ -68,9 +67,8 @@ SELECT batch_id, username FROM nimble.batches
  WHERE batch_id = 'b1000000-0000-4000-8000-00000000000b';
 \set n `curl -s "$NIMBLE_MOCK_URL/_mock/count"`
 SELECT :n AS requests;
-EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF)
-SELECT batch_id, username, progress FROM nimble.batches
- WHERE batch_id IN ('b1000000-0000-4000-8000-00000000000b', 'b1000000-0000-4000-8000-00000000000a');
+SELECT explain_analyze($$SELECT batch_id, username, progress FROM nimble.batches
+ WHERE batch_id IN ('b1000000-0000-4000-8000-00000000000b', 'b1000000-0000-4000-8000-00000000000a')$$);
 
 -- an unknown id has no rows, on both routes
 SELECT * FROM nimble.batches WHERE batch_id = 'no-such-batch';

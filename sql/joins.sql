@@ -17,8 +17,7 @@ SELECT w.note, t.task_id, t.state
   FROM watched w JOIN nimble.batch_tasks t USING (batch_id) ORDER BY 1, 2;
 \set n `curl -s "$NIMBLE_MOCK_URL/_mock/stats"`
 SELECT (:'n'::jsonb) - 'by_path' - 'unauthorized' AS requests;
-EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF)
-SELECT w.note, t.progress FROM watched w JOIN nimble.batch_progress t USING (batch_id);
+SELECT explain_analyze('SELECT w.note, t.progress FROM watched w JOIN nimble.batch_progress t USING (batch_id)');
 
 -- a correlated subquery: a rescan per outer row, with its own key
 \set x `curl -s "$NIMBLE_MOCK_URL/_mock/reset"`

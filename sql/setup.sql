@@ -53,6 +53,28 @@ EXCEPTION WHEN OTHERS THEN
   RETURN SQLSTATE || ': ' || SQLERRM;
 END $$;
 
+-- EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF, BUFFERS OFF) of a
+-- query, its actual row counts as whole numbers: PostgreSQL 18 prints them
+-- with two decimals ("rows=0.67"), earlier releases rounded ("rows=1"), and
+-- this rounds 18's the same way (rint, as printf's %.0f)
+CREATE FUNCTION explain_analyze(query text) RETURNS SETOF text
+LANGUAGE plpgsql AS $$
+DECLARE
+  line text;
+  m text[];
+BEGIN
+  FOR line IN EXECUTE
+    'EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF, BUFFERS OFF) ' || query
+  LOOP
+    m := regexp_match(line, 'actual rows=([0-9]+\.[0-9]+)');
+    IF m IS NOT NULL THEN
+      line := regexp_replace(line, 'actual rows=[0-9]+\.[0-9]+',
+                             'actual rows=' || round(m[1]::float8)::bigint);
+    END IF;
+    RETURN NEXT line;
+  END LOOP;
+END $$;
+
 -- the planner's row estimate for a query
 CREATE FUNCTION plan_rows(query text) RETURNS bigint
 LANGUAGE plpgsql AS $$

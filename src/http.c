@@ -598,6 +598,79 @@ nimble_http_path(NimbleHttpRequest *req)
 }
 
 /* ----------------------------------------------------------------
+ *		Transport failures
+ * ----------------------------------------------------------------
+ */
+
+#define HINT_REACH "Check the server's url option and that the API is reachable from the database host."
+#define HINT_MIDWAY "The connection to the API failed mid-transfer; try again."
+#define HINT_TLS "Check the server's url, and that the system's CA certificates (or the server's ca_bundle) can verify the API's certificate."
+
+/*
+ * What nimble_fdw makes of a failed transfer: the words of the error
+ * message (ours, so that a message does not change with the libcurl
+ * release; curl's own text goes to the detail), its SQLSTATE, its hint,
+ * and whether another try may succeed.  The first entry whose code
+ * matches decides; a code not listed gets the last, catch-all entry.
+ */
+typedef struct TransportFailure
+{
+	CURLcode	code;
+	const char *words;
+	int			sqlstate;
+	bool		retry;
+	const char *hint;
+} TransportFailure;
+
+static const TransportFailure transport_failures[] = {
+	{CURLE_COULDNT_RESOLVE_HOST, "could not resolve the host",
+	ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION, false, HINT_REACH},
+	{CURLE_COULDNT_RESOLVE_PROXY, "could not resolve the proxy",
+	ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION, false, HINT_REACH},
+	{CURLE_COULDNT_CONNECT, "could not connect",
+	ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION, true, HINT_REACH},
+	{CURLE_OPERATION_TIMEDOUT, "timed out", ERRCODE_CONNECTION_FAILURE, true,
+	"The API did not answer within timeout_ms; raise the server's timeout_ms or try again later."},
+	{CURLE_SEND_ERROR, "the connection failed while sending",
+	ERRCODE_CONNECTION_FAILURE, true, HINT_MIDWAY},
+	{CURLE_RECV_ERROR, "the connection failed while receiving",
+	ERRCODE_CONNECTION_FAILURE, true, HINT_MIDWAY},
+	{CURLE_GOT_NOTHING, "the connection closed without a response",
+	ERRCODE_CONNECTION_FAILURE, true, HINT_MIDWAY},
+	{CURLE_PARTIAL_FILE, "the response was cut short",
+	ERRCODE_CONNECTION_FAILURE, true, HINT_MIDWAY},
+	{CURLE_HTTP2, "HTTP/2 framing error", ERRCODE_CONNECTION_FAILURE, true,
+	HINT_MIDWAY},
+	{CURLE_HTTP2_STREAM, "HTTP/2 stream error", ERRCODE_CONNECTION_FAILURE, true,
+	HINT_MIDWAY},
+	{CURLE_SSL_CONNECT_ERROR, "the TLS handshake failed",
+	ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION, false, HINT_TLS},
+	{CURLE_PEER_FAILED_VERIFICATION, "the API's TLS certificate was not accepted",
+	ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION, false, HINT_TLS},
+	{CURLE_SSL_CERTPROBLEM, "the TLS client certificate was not accepted",
+	ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION, false, HINT_TLS},
+	{CURLE_SSL_CACERT_BADFILE, "could not read the CA certificates",
+	ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION, false,
+	"Install the system's CA certificates (Debian: the ca-certificates package), or set the server's ca_bundle to a PEM file."},
+	/* the catch-all: must stay last */
+	{CURLE_OK, "the transfer failed", ERRCODE_CONNECTION_FAILURE, false,
+	HINT_MIDWAY},
+};
+
+static const TransportFailure *
+transport_failure(CURLcode code)
+{
+	int			i;
+
+	for (i = 0; i < lengthof(transport_failures) - 1; i++)
+	{
+		if (transport_failures[i].code == code)
+			break;
+	}
+	return &transport_failures[i];
+}
+
+/* ----------------------------------------------------------------
  *		Retries
  * ----------------------------------------------------------------
  */
@@ -607,22 +680,8 @@ retryable(NimbleHttpRequest *req)
 {
 	if (req->too_big || req->out_of_memory)
 		return false;
-	switch (req->result)
-	{
-		case CURLE_OK:
-			break;
-		case CURLE_COULDNT_CONNECT:
-		case CURLE_OPERATION_TIMEDOUT:
-		case CURLE_SEND_ERROR:
-		case CURLE_RECV_ERROR:
-		case CURLE_GOT_NOTHING:
-		case CURLE_PARTIAL_FILE:
-		case CURLE_HTTP2:
-		case CURLE_HTTP2_STREAM:
-			return true;
-		default:
-			return false;
-	}
+	if (req->result != CURLE_OK)
+		return transport_failure(req->result)->retry;
 	switch (req->status)
 	{
 		case 408:
@@ -889,41 +948,16 @@ attempts_note(NimbleHttpRequest *req)
 static void
 report_transport_error(NimbleHttpRequest *req)
 {
-	int			sqlstate;
-	const char *hint;
+	const TransportFailure *failure = transport_failure(req->result);
 
-	switch (req->result)
-	{
-		case CURLE_COULDNT_RESOLVE_HOST:
-		case CURLE_COULDNT_RESOLVE_PROXY:
-		case CURLE_COULDNT_CONNECT:
-			sqlstate = ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION;
-			hint = "Check the server's url option and that the API is reachable from the database host.";
-			break;
-		case CURLE_OPERATION_TIMEDOUT:
-			sqlstate = ERRCODE_CONNECTION_FAILURE;
-			hint = "The API did not answer within timeout_ms; raise the server's timeout_ms or try again later.";
-			break;
-		case CURLE_PEER_FAILED_VERIFICATION:
-		case CURLE_SSL_CONNECT_ERROR:
-		case CURLE_SSL_CERTPROBLEM:
-		case CURLE_SSL_CACERT_BADFILE:
-			sqlstate = ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION;
-			hint = "The TLS handshake failed; check the server's url and the system's CA certificates.";
-			break;
-		default:
-			sqlstate = ERRCODE_CONNECTION_FAILURE;
-			hint = "The connection to the API failed mid-transfer; try again.";
-			break;
-	}
-	/* curl's own words (with timings) go to the detail, not the message */
 	ereport(ERROR,
-			(errcode(sqlstate),
+			(errcode(failure->sqlstate),
 			 errmsg("%s API request GET %s failed%s: %s",
 					req->session->api->title, req->path.data, attempts_note(req),
-					curl_easy_strerror(req->result)),
-			 req->errbuf[0] ? errdetail("%s", req->errbuf) : 0,
-			 errhint("%s", hint)));
+					failure->words),
+			 errdetail("libcurl: %s",
+					   req->errbuf[0] ? req->errbuf : curl_easy_strerror(req->result)),
+			 errhint("%s", failure->hint)));
 }
 
 static void
