@@ -1,26 +1,55 @@
 #!/usr/bin/env bash
-# The README's two commands in one script, for a fresh Debian 12 machine:
+# The README's two commands, once what they need is installed (./run.sh
+# installs it on a fresh Debian machine, then calls make, which calls this):
 #
-#   test/run.sh demo   install what is missing, build, start a throwaway
-#                      cluster and the bundled mock API, run the example
-#                      queries (against the real API when NIMBLE_API_KEY is set)
-#   test/run.sh test   the same set-up, then every test suite
+#   test/run.sh demo   build, start a throwaway cluster and the bundled mock
+#                      API, run the example queries (against the real API
+#                      when NIMBLE_API_KEY is set)
+#   test/run.sh test   the same set-up, then the mocks' self-checks and the
+#                      pg_regress suites (make test adds the HTTP/2 check
+#                      and the pg_cron test)
+#   test/run.sh demo --installed
+#                      the demo on the installed extension, building nothing
+#                      (the Debian package's check: only test/ is needed)
 #
-# Packages are installed with apt-get when missing (as root).  The cluster
-# is made by pg_virtualenv, so nothing outside a temporary directory changes
-# but the installed extension files.
+# PG_CONFIG (or PG_MAJOR) picks the PostgreSQL; by default the newest one
+# installed.  The cluster is made by pg_virtualenv, so nothing outside a
+# temporary directory changes but the installed extension files.  It is
+# UTF-8 (locale C.UTF-8) whatever the caller's locale, so that the suites
+# see the same text on every machine.
 set -eo pipefail
 set -u
 cd "$(dirname "$0")/.."
 mode=${1:-test}
+# --installed: use the extension as installed (a Debian package, say), and
+# build nothing; only test/ need be here
+installed=
+[ "${2:-}" = --installed ] && installed=1
 
-test/install_packages.sh postgresql-15 postgresql-server-dev-15 libcurl4-openssl-dev \
-	make gcc python3 curl
+if [ -z "${PG_CONFIG:-}" ]; then
+	if [ -n "${PG_MAJOR:-}" ]; then
+		PG_CONFIG=/usr/lib/postgresql/$PG_MAJOR/bin/pg_config
+	else
+		PG_CONFIG=$(ls -v /usr/lib/postgresql/*/bin/pg_config 2>/dev/null | tail -n 1)
+	fi
+fi
+if [ ! -x "${PG_CONFIG:-}" ] || ! command -v pg_virtualenv >/dev/null; then
+	echo "run.sh: PostgreSQL ${PG_MAJOR:-}${PG_MAJOR:+ }is not installed (pg_config: ${PG_CONFIG:-none}); ./run.sh $mode installs what is missing" >&2
+	exit 1
+fi
+PG_MAJOR=$("$PG_CONFIG" --version | sed -n 's/^PostgreSQL \([0-9][0-9]*\).*/\1/p')
+export PG_CONFIG PG_MAJOR
+export LC_ALL=C.UTF-8
+unset LANGUAGE
 
-PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
-export PG_CONFIG
-make -s PG_CONFIG="$PG_CONFIG"
-make -s PG_CONFIG="$PG_CONFIG" install >/dev/null
+if [ -n "$installed" ]; then
+	[ -f "$("$PG_CONFIG" --pkglibdir)/nimble_fdw.so" ] ||
+		{ echo "run.sh: nimble_fdw is not installed for PostgreSQL $PG_MAJOR" >&2; exit 1; }
+else
+	# warnings are errors here, not in the Makefile a user builds with
+	make -s PG_CONFIG="$PG_CONFIG" COPT="${COPT:--Werror}"
+	make -s PG_CONFIG="$PG_CONFIG" COPT="${COPT:--Werror}" install >/dev/null
+fi
 
 work=$(mktemp -d)
 mock_pids=
@@ -68,7 +97,7 @@ demo)
 		export PGOPTIONS="-c nimble_fdw.allowed_hosts=127.0.0.1"
 		echo "run.sh: demo against the bundled mock API at $NIMBLE_URL"
 	fi
-	pg_virtualenv -v 15 psql -X -q -v ON_ERROR_STOP=1 -f test/demo.sql
+	pg_virtualenv -v "$PG_MAJOR" -c --locale=C.UTF-8 psql -X -q -v ON_ERROR_STOP=1 -f test/demo.sql
 	;;
 test)
 	status=0
@@ -89,22 +118,45 @@ test)
 	start_mock test/mock_factcheck.py
 	export NIMBLE_FACTCHECK_MOCK_URL=$mock_url
 	# every message at every level goes to the log, which must then hold
-	# neither key the suites use (the api key never appears in a message)
-	pg_virtualenv -v 15 -o log_min_messages=debug5 -o log_error_verbosity=verbose sh -c '
+	# neither key the suites use (the api key never appears in a message).
+	# The command inside always succeeds, so that pg_virtualenv does not
+	# print the log's last 100 lines; its status comes back in a file, and
+	# the whole log is kept in log/.
+	mkdir -p log
+	keep_log=$PWD/log/postgresql-regress.log
+	rm -f "$keep_log" regression.diffs
+	echo 1 >"$work/regress.status"
+	pg_virtualenv -v "$PG_MAJOR" -c --locale=C.UTF-8 \
+		-o log_min_messages=debug5 -o log_error_verbosity=verbose \
+		env STATUS_FILE="$work/regress.status" KEEP_LOG="$keep_log" sh -c '
 		make -s PG_CONFIG="$PG_CONFIG" installcheck; status=$?
-		log=/var/log/postgresql/postgresql-15-regress.log
+		log=/var/log/postgresql/postgresql-$PG_MAJOR-regress.log
+		[ -f "$log" ] || log=$(ls "${PG_CLUSTER_CONF_ROOT%/postgresql}"/log/*.log 2>/dev/null | head -n 1)
+		cp "$log" "$KEEP_LOG"
 		if grep -n -e "test-key" -e "sekrit-key-123" "$log"; then
-			echo "run.sh: an API key appears in the server log ($log)"
-			exit 1
+			echo "run.sh: an API key appears in the server log"
+			status=1
+		else
+			echo "run.sh: server log checked: $(wc -l <"$log") lines, no API key in them"
 		fi
-		echo "run.sh: server log checked: $(wc -l <"$log") lines, no API key in them"
-		exit $status' 2>&1 | tee "$work/regress.log" || status=$?
-	[ -f regression.diffs ] && [ -s regression.diffs ] && cat regression.diffs
-	passed=$(grep -cE '^(not )?ok |\.\.\. ok' "$work/regress.log" || true)
-	failed=$(grep -cE '\.\.\. FAILED' "$work/regress.log" || true)
-	[ "$passed" -gt 0 ] || status=1
-	echo "pg_regress: $passed passed, $failed failed"
-	exit $status
+		echo $status >"$STATUS_FILE"' 2>&1 | tee "$work/regress.log" || true
+	status=$(cat "$work/regress.status")
+	if [ -s regression.diffs ]; then
+		cat regression.diffs
+		echo "run.sh: the differences are in regression.diffs, the server log in log/postgresql-regress.log"
+	fi
+	# pg_regress 16 and later print TAP ("ok 3 - batches", "not ok 6 -
+	# tasks"), 15 "test batches ... ok" / "... FAILED"
+	passed=$(grep -cE '^ok [0-9]+ |\.\.\. ok ' "$work/regress.log" || true)
+	failed=$(grep -cE '^not ok [0-9]+ |\.\.\. FAILED ' "$work/regress.log" || true)
+	[ "$failed" -eq 0 ] || status=1
+	total=$(sed -n 's/^REGRESS = //p' Makefile | wc -w)
+	if [ $((passed + failed)) -ne "$total" ]; then
+		echo "run.sh: pg_regress stopped early: $((total - passed - failed)) of $total suites did not run"
+		status=1
+	fi
+	echo "$passed passed, $failed failed"
+	exit "$status"
 	;;
 *)
 	echo "usage: test/run.sh demo|test" >&2

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """cron_test.py - the pg_cron recipes of README.md section 9, run by a real pg_cron.
 
-A private PostgreSQL 15 cluster (test/reliability/relib.py) with
+A private PostgreSQL cluster (test/reliability/relib.py) with
 shared_preload_libraries = 'pg_cron', cron.database_name = nimble_app and
 cron.use_background_workers = on, and the mock API (test/mock_nimble.py).
 The SQL blocks of README.md (those after a "<!-- cron-test: NAME -->"
@@ -169,10 +169,12 @@ def main():
                  % info["so"])
     cron_so = os.path.join(relib.pg_pkglibdir(), "pg_cron.so")
     if not os.path.exists(cron_so):
-        sys.exit("pg_cron is not installed: test/cron/run.sh installs postgresql-15-cron")
-    cron_pkg = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "postgresql-15-cron"],
+        sys.exit("pg_cron is not installed: test/cron/run.sh installs postgresql-%s-cron"
+                 % relib.pg_major())
+    cron_name = "postgresql-%s-cron" % relib.pg_major()
+    cron_pkg = subprocess.run(["dpkg-query", "-W", "-f=${Version}", cron_name],
                               capture_output=True, text=True).stdout.strip() or "unknown"
-    relib.log("postgresql-15-cron", cron_pkg, "| nimble_fdw.so", info["md5"][:12], info["repo"])
+    relib.log(cron_name, cron_pkg, "| nimble_fdw.so", info["md5"][:12], info["repo"])
 
     blocks = recipe_blocks()
     c = Checks()
@@ -373,8 +375,8 @@ def main():
         su.close()
 
     signal.alarm(0)
-    relib.log("pg_cron %s (postgresql-15-cron %s); %.0f s in all"
-              % (cron_ext, cron_pkg, time.monotonic() - t0))
+    relib.log("pg_cron %s (%s %s); %.0f s in all"
+              % (cron_ext, cron_name, cron_pkg, time.monotonic() - t0))
     if c.failed:
         print("cron: %d of %d checks FAILED: %s" % (len(c.failed), len(c.failed) + c.passed,
                                                     "; ".join(c.failed)))

@@ -27,7 +27,26 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 MOCK = REPO / "test" / "mock_nimble.py"
 SYS_PYTHON = "/usr/bin/python3"
-PG_CONFIG = os.environ.get("PG_CONFIG", "/usr/lib/postgresql/15/bin/pg_config")
+
+
+def _default_pg_config():
+    """PG_CONFIG, else PG_MAJOR's, else the newest PostgreSQL installed."""
+    if os.environ.get("PG_CONFIG"):
+        return os.environ["PG_CONFIG"]
+    if os.environ.get("PG_MAJOR"):
+        return "/usr/lib/postgresql/%s/bin/pg_config" % os.environ["PG_MAJOR"]
+    found = sorted((int(v), v) for v in os.listdir("/usr/lib/postgresql")
+                   if v.isdigit()) if os.path.isdir("/usr/lib/postgresql") else []
+    return "/usr/lib/postgresql/%s/bin/pg_config" % (found[-1][1] if found else "15")
+
+
+PG_CONFIG = _default_pg_config()
+
+
+def pg_major():
+    """The major version of PG_CONFIG's PostgreSQL, as a string ("17")."""
+    out = subprocess.check_output([PG_CONFIG, "--version"], text=True)
+    return re.match(r"PostgreSQL (\d+)", out).group(1)
 BUILD_LOCK = "/tmp/nimble_build.lock"
 
 

@@ -43,7 +43,7 @@ bash "$here/deps.sh" "${deps[@]}" || exit 1
 if ((build)); then
 	echo "run_all.sh: building and installing the extension"
 	flock /tmp/nimble_build.lock make -s -C "$here/../.." \
-		PG_CONFIG="${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}" install >/dev/null || exit 1
+		PG_CONFIG="${PG_CONFIG:-$(ls -v /usr/lib/postgresql/*/bin/pg_config | tail -n 1)}" install >/dev/null || exit 1
 fi
 
 py=/usr/bin/python3

@@ -35,6 +35,6 @@ done
 bash "$here/deps.sh" valgrind
 if ((build)); then
 	flock /tmp/nimble_build.lock make -s -C "$here/../.." \
-		PG_CONFIG="${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}" install >/dev/null
+		PG_CONFIG="${PG_CONFIG:-$(ls -v /usr/lib/postgresql/*/bin/pg_config | tail -n 1)}" install >/dev/null
 fi
 exec /usr/bin/python3 "$here/vg_run.py" "${args[@]}"
