@@ -21,7 +21,7 @@
 # in WORKDIR/logs, and a failing step prints the end of its log.  Exits
 # non-zero on any failure.
 #
-# MIRROR (default http://deb.debian.org/debian) is the archive to use.
+# DEBIAN_MIRROR (default http://deb.debian.org/debian) is the archive to use.
 set -euo pipefail
 
 usage() { echo "usage: $0 SUITE WORKDIR [SOURCE]" >&2; exit 2; }
@@ -31,8 +31,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 src=$(cd "${3:-$here/../..}" && pwd)
 mkdir -p "$2"
 work=$(cd "$2" && pwd)
-mirror=${MIRROR:-http://deb.debian.org/debian}
 in_root=$here/in_root.sh
+# shellcheck source=test/fresh/lib.sh
+. "$here/lib.sh"
 build=$work/build
 install=$work/install
 logs=$work/logs
@@ -42,9 +43,6 @@ debs=$work/debs
 [ -f "$src/debian/control" ] || { echo "package.sh: $src has no debian/control" >&2; exit 2; }
 command -v mmdebstrap >/dev/null || { echo "package.sh: mmdebstrap is not installed" >&2; exit 2; }
 
-mmdebstrap_opts=(--variant=minbase)
-# sid's Release files may be past their Valid-Until on a snapshot mirror
-[ "$suite" = sid ] && mmdebstrap_opts+=(--aptopt='Acquire::Check-Valid-Until "false"')
 
 # ---------------------------------------------------------------- the demo
 # demo_script: the bash command line that in_root.sh runs in the install
@@ -70,23 +68,6 @@ mkdir -p "$logs"
 rm -f "$logs"/*.log
 times=()
 t_all=$(date +%s.%N)
-
-# mounts under ROOT (in_root.sh takes its own down; this checks)
-mounts_under() {
-	findmnt -rn -o TARGET | awk -v r="$1" 'index($0, r "/") == 1 || $0 == r'
-}
-
-# remove_root ROOT: only with nothing mounted under it, and never across
-# into another file system
-remove_root() {
-	[ -e "$1" ] || return 0
-	if [ -n "$(mounts_under "$1")" ]; then
-		echo "package.sh: mounts are left under $1, not removing it:" >&2
-		mounts_under "$1" >&2
-		return 1
-	fi
-	rm -rf --one-file-system "$1"
-}
 
 cleanup() {
 	local status=$?
@@ -129,20 +110,11 @@ step() {
 # in it: mmdebstrap wants an empty directory)
 make_root() {
 	remove_root "$1"
-	mmdebstrap "${mmdebstrap_opts[@]}" "$suite" "$1" "$mirror"
+	"$here/make_root.sh" "$suite" "$1"
 }
 
-# the source's files: those git tracks or does not ignore, or, outside a
-# git work tree, all but .git
 copy_source() {
-	mkdir -p "$build/root/nimble_fdw"
-	if git -C "$src" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
-		# (a tracked file deleted from the work tree is left out)
-		(cd "$src" && git ls-files -co --exclude-standard -z |
-			tar --null --ignore-failed-read -cf - -T - 2>/dev/null)
-	else
-		tar -C "$src" --exclude=.git -cf - .
-	fi | tar -C "$build/root/nimble_fdw" -xf -
+	copy_tree "$src" "$build/root/nimble_fdw"
 }
 
 apt_env='export DEBIAN_FRONTEND=noninteractive; apt_get() { apt-get -q -y -o APT::Install-Recommends=false "$@"; }'
