@@ -22,6 +22,7 @@ OBJS = \
 	src/routes_factcheck.o \
 	src/import.o \
 	src/security.o \
+	src/option_changes.o \
 	src/estimates.o \
 	src/throttle.o \
 	src/cache.o \
@@ -32,7 +33,7 @@ EXTENSION = nimble_fdw
 DATA = nimble_fdw--1.0.sql nimble_fdw--1.0--1.1.sql
 PGFILEDESC = "nimble_fdw - foreign data wrapper for Nimble batch jobs"
 
-REGRESS = setup options batches batch_tasks batch_progress tasks decode api_scrape api_factcheck pushdown explain_params joins errors cache_and_rate stats wait_batch upgrade
+REGRESS = setup options batches batch_tasks batch_progress tasks decode api_scrape api_factcheck pushdown explain_params joins errors cache_and_rate stats wait_batch security upgrade
 
 # the suites compare multibyte text: their database is UTF-8 whatever the
 # cluster's default encoding

@@ -94,6 +94,35 @@ SELECT set_fault('fault=status/status=400');
 SELECT sqlstate_of('SELECT * FROM faulty.batches');
 \set n `curl -s "$NIMBLE_MOCK_URL/_mock/count"`
 SELECT :n AS requests;
+-- nor are 501 and 505, which fail the same way every time: their hints do
+-- not suggest trying again, while 503's does (after its retries)
+\set x `curl -s "$NIMBLE_MOCK_URL/_mock/reset"`
+SELECT set_fault('fault=status/status=501');
+SELECT * FROM error_of('SELECT * FROM faulty.batches');
+\set n `curl -s "$NIMBLE_MOCK_URL/_mock/count"`
+SELECT :n AS requests;
+\set x `curl -s "$NIMBLE_MOCK_URL/_mock/reset"`
+SELECT set_fault('fault=status/status=505');
+SELECT * FROM error_of('SELECT * FROM faulty.batches');
+\set n `curl -s "$NIMBLE_MOCK_URL/_mock/count"`
+SELECT :n AS requests;
+\set x `curl -s "$NIMBLE_MOCK_URL/_mock/reset"`
+SELECT set_fault('fault=status/status=503/retry_after=0');
+SELECT * FROM error_of('SELECT * FROM faulty.batches');
+\set n `curl -s "$NIMBLE_MOCK_URL/_mock/count"`
+SELECT :n AS requests;
+-- response headers too large, one header or many: a clear error, not
+-- retried, whatever libcurl calls it
+\set x `curl -s "$NIMBLE_MOCK_URL/_mock/reset"`
+SELECT set_fault('fault=big_header/size=300000');
+SELECT * FROM error_of('SELECT * FROM faulty.batches');
+SELECT set_fault('fault=many_headers/count=5000');
+SELECT * FROM error_of('SELECT * FROM faulty.batches');
+\set n `curl -s "$NIMBLE_MOCK_URL/_mock/count"`
+SELECT :n AS requests;
+-- headers a little under the limit are fine
+SELECT set_fault('fault=many_headers/count=500');
+SELECT count(*) FROM faulty.batches;
 ALTER SERVER faulty OPTIONS (SET max_retries '0');
 
 -- bodies that are not what they should be

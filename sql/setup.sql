@@ -3,18 +3,23 @@
 -- Every later suite uses what this one creates.
 --
 \getenv mock_url NIMBLE_MOCK_URL
+\getenv scrape_mock_url NIMBLE_SCRAPE_MOCK_URL
+\getenv factcheck_mock_url NIMBLE_FACTCHECK_MOCK_URL
 \set api_url :mock_url '/v1'
 
 CREATE EXTENSION nimble_fdw;
 
--- only Nimble's own host is allowed by default; the tests talk to loopback
+-- only Nimble's own host is allowed by default (on https's port); the
+-- suites talk to the three mocks on loopback, and to port 1, where nothing
+-- listens.  The ports change from run to run, so they are not shown.
 SHOW nimble_fdw.allowed_hosts;
-DO $$
-BEGIN
-  EXECUTE format('ALTER DATABASE %I SET nimble_fdw.allowed_hosts = %L',
-                 current_database(), '127.0.0.1');
-END $$;
-SET nimble_fdw.allowed_hosts = '127.0.0.1';
+SELECT string_agg(regexp_replace(u, '^https?://([^/]+).*$', '\1'), ', ') AS suite_hosts
+  FROM unnest(ARRAY[:'mock_url', :'scrape_mock_url', :'factcheck_mock_url',
+                    'http://127.0.0.1:1']) AS u \gset
+SELECT format('ALTER DATABASE %I SET nimble_fdw.allowed_hosts = %L',
+              current_database(), :'suite_hosts') AS allow_suite_hosts \gset
+:allow_suite_hosts;
+SET nimble_fdw.allowed_hosts = :'suite_hosts';
 
 -- page_size 5 makes the mock's 12 batches three list pages
 CREATE SERVER nimble FOREIGN DATA WRAPPER nimble_fdw
@@ -51,6 +56,31 @@ BEGIN
   RETURN 'ok';
 EXCEPTION WHEN OTHERS THEN
   RETURN SQLSTATE || ': ' || SQLERRM;
+END $$;
+
+-- An error's SQLSTATE and message, then its detail and hint, one line
+-- each, with the mocks' ports (which change from run to run) as PORT and
+-- libcurl's own words (which change between its releases) as "..."
+CREATE FUNCTION error_of(query text) RETURNS SETOF text
+LANGUAGE plpgsql AS $$
+DECLARE
+  state text;
+  msg text;
+  detail text;
+  hint text;
+BEGIN
+  EXECUTE query;
+  RETURN NEXT 'ok';
+EXCEPTION WHEN OTHERS THEN
+  GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, msg = MESSAGE_TEXT,
+                          detail = PG_EXCEPTION_DETAIL, hint = PG_EXCEPTION_HINT;
+  FOREACH msg IN ARRAY ARRAY[state || ': ' || msg, 'DETAIL: ' || nullif(detail, ''),
+                             'HINT: ' || nullif(hint, '')] LOOP
+    CONTINUE WHEN msg IS NULL;
+    msg := regexp_replace(msg, '(127\.0\.0\.[0-9]+):[0-9]{2,}', '\1:PORT', 'g');
+    msg := regexp_replace(msg, 'port [0-9]{2,}', 'port PORT', 'g');
+    RETURN NEXT regexp_replace(msg, 'libcurl: [^)]*', 'libcurl: ...');
+  END LOOP;
 END $$;
 
 -- EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF, BUFFERS OFF) of a

@@ -37,6 +37,18 @@
 #endif
 
 /*
+ * May roleid use the foreign server?  16 folded the per-catalog ACL checks
+ * into object_aclcheck.
+ */
+#if PG_VERSION_NUM >= 160000
+#define nimble_server_aclcheck(serverid, roleid, mode) \
+	object_aclcheck(ForeignServerRelationId, (serverid), (roleid), (mode))
+#else
+#define nimble_server_aclcheck(serverid, roleid, mode) \
+	pg_foreign_server_aclcheck((serverid), (roleid), (mode))
+#endif
+
+/*
  * A foreign scan path with no pathkeys, outer path or fdw_private.  17
  * added fdw_restrictinfo (for join pushdown, which we do not do); 18 counts
  * disabled nodes apart from the cost, where earlier releases add

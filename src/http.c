@@ -42,6 +42,13 @@
 #define NIMBLE_BACKOFF_MAX_MS 8000
 #define NIMBLE_RETRY_AFTER_MAX_MS 60000
 
+/*
+ * The most response header bytes taken from one response.  The APIs send a
+ * few hundred; libcurl's own limits (100 kB a header, 300 kB in all) fail
+ * with errors that say "out of memory" or nothing useful.
+ */
+#define NIMBLE_MAX_HEADER_BYTES (64 * 1024)
+
 typedef enum RequestState
 {
 	REQ_IDLE,
@@ -73,6 +80,9 @@ struct NimbleHttpRequest
 	size_t		cap;
 	bool		too_big;
 	bool		out_of_memory;
+	bool		in_headers;		/* a status line came, the blank line not yet */
+	bool		headers_too_big;	/* more than NIMBLE_MAX_HEADER_BYTES */
+	size_t		header_bytes;	/* of the current response */
 	char		errbuf[CURL_ERROR_SIZE];
 	char		retry_after[64];
 	char		retry_after_ms[32];
@@ -86,6 +96,8 @@ struct NimbleHttpSession
 	const NimbleApiDef *api;
 	struct curl_slist *headers; /* malloc'd by curl; carries the key */
 	uint64		key_hash;		/* tells cache entries of keys apart */
+	char	   *secret;			/* the key, and the whole value of the */
+	char	   *secret_header;	/* header that carries it: for redaction */
 	NimbleScanStats *stats;
 	NimbleServerStats *global; /* the backend's figures for the server */
 	NimbleHttpRequest *requests;
@@ -229,7 +241,17 @@ header_cb(char *line, size_t size, size_t nitems, void *userdata)
 		req->retry_after_ms[0] = '\0';
 		req->content_type[0] = '\0';
 		req->location[0] = '\0';
+		req->header_bytes = 0;
+		req->in_headers = true;
 	}
+	req->header_bytes += len;
+	if (req->header_bytes > NIMBLE_MAX_HEADER_BYTES)
+	{
+		req->headers_too_big = true;
+		return 0;				/* curl aborts the transfer */
+	}
+	if (len <= 2 && (line[0] == '\r' || line[0] == '\n'))
+		req->in_headers = false;	/* the blank line: the body follows */
 	else if (header_is(line, len, "retry-after-ms"))
 		copy_header_value(req->retry_after_ms, sizeof(req->retry_after_ms),
 						  line + 15, len - 15);
@@ -347,6 +369,49 @@ session_cleanup(void *arg)
 	}
 	curl_slist_free_all(session->headers);
 	session->headers = NULL;
+	/* no copy of the key outlives the scan in freed memory */
+	if (session->secret)
+		explicit_bzero(session->secret, strlen(session->secret));
+	if (session->secret_header)
+		explicit_bzero(session->secret_header, strlen(session->secret_header));
+}
+
+/* text with every occurrence of needle replaced by "[redacted]" */
+static char *
+replace_all(const char *text, const char *needle)
+{
+	size_t		nlen = strlen(needle);
+	StringInfoData buf;
+	const char *p = text;
+	const char *hit;
+
+	if (nlen == 0 || strstr(text, needle) == NULL)
+		return (char *) text;
+	initStringInfo(&buf);
+	while ((hit = strstr(p, needle)) != NULL)
+	{
+		appendBinaryStringInfo(&buf, p, hit - p);
+		appendStringInfoString(&buf, "[redacted]");
+		p = hit + nlen;
+	}
+	appendStringInfoString(&buf, p);
+	return buf.data;
+}
+
+/*
+ * text, with the session's credentials replaced by "[redacted]": first the
+ * whole value of the header that carries them ("Bearer <key>"), then the
+ * key wherever else it appears.  An API or a proxy may echo the request's
+ * headers in what it answers, so every piece of a response that goes into
+ * a message passes through here first.  Returns text itself when there is
+ * nothing to replace; text may be NULL.
+ */
+char *
+nimble_http_redact(NimbleHttpSession *session, const char *text)
+{
+	if (text == NULL || session->secret == NULL)
+		return (char *) text;
+	return replace_all(replace_all(text, session->secret_header), session->secret);
 }
 
 static void
@@ -368,6 +433,7 @@ nimble_http_session_create(MemoryContext cxt, const NimbleServerOptions *opts,
 {
 	NimbleHttpSession *session;
 	char	   *auth;
+	char	   *value;
 
 	(void) get_multi();
 	session = MemoryContextAllocZero(cxt, sizeof(NimbleHttpSession));
@@ -387,7 +453,11 @@ nimble_http_session_create(MemoryContext cxt, const NimbleServerOptions *opts,
 	append_header(session, auth);
 	session->key_hash = hash_bytes_extended((const unsigned char *) api_key,
 											strlen(api_key), 0);
-	/* the key was copied by curl; don't leave another copy lying around */
+	/* what redaction looks for: the key, and the header's whole value */
+	session->secret = MemoryContextStrdup(cxt, api_key);
+	value = strchr(auth, ':');
+	value = value ? value + 1 + strspn(value + 1, " ") : auth;
+	session->secret_header = MemoryContextStrdup(cxt, value);
 	explicit_bzero(auth, strlen(auth));
 	pfree(auth);
 	return session;
@@ -416,6 +486,9 @@ reset_response(NimbleHttpRequest *req)
 	req->len = 0;
 	req->too_big = false;
 	req->out_of_memory = false;
+	req->in_headers = false;
+	req->headers_too_big = false;
+	req->header_bytes = 0;
 	req->result = CURLE_OK;
 	req->status = 0;
 	req->errbuf[0] = '\0';
@@ -652,22 +725,103 @@ static const TransportFailure transport_failures[] = {
 	{CURLE_SSL_CACERT_BADFILE, "could not read the CA certificates",
 	ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION, false,
 	"Install the system's CA certificates (Debian: the ca-certificates package), or set the server's ca_bundle to a PEM file."},
+	{CURLE_OUT_OF_MEMORY, "out of memory", ERRCODE_OUT_OF_MEMORY, false,
+	"The database server ran out of memory while receiving the response."},
 	/* the catch-all: must stay last */
 	{CURLE_OK, "the transfer failed", ERRCODE_CONNECTION_FAILURE, false,
 	HINT_MIDWAY},
 };
 
+/*
+ * Response headers beyond NIMBLE_MAX_HEADER_BYTES, or beyond libcurl's own
+ * limit for one header line, which libcurl reports as running out of memory
+ * (7.x) or as a value grown too large (8.6 on).
+ */
+static const TransportFailure headers_too_large = {
+	CURLE_OK, "the response's headers were too large", ERRCODE_PROTOCOL_VIOLATION,
+	false,
+	"The API, or a proxy in front of it, sent more than 64 kB of response headers, or one header longer than libcurl accepts. Asking again would fail the same way: check the server's url."
+};
+
+#define NIMBLE_CURLE_TOO_LARGE 100	/* CURLE_TOO_LARGE, named in 8.6 */
+
 static const TransportFailure *
-transport_failure(CURLcode code)
+transport_failure(NimbleHttpRequest *req)
 {
 	int			i;
 
+	if (req->headers_too_big ||
+		(req->in_headers && (req->result == CURLE_OUT_OF_MEMORY ||
+							 (int) req->result == NIMBLE_CURLE_TOO_LARGE)))
+		return &headers_too_large;
 	for (i = 0; i < lengthof(transport_failures) - 1; i++)
 	{
-		if (transport_failures[i].code == code)
+		if (transport_failures[i].code == req->result)
 			break;
 	}
 	return &transport_failures[i];
+}
+
+/* ----------------------------------------------------------------
+ *		HTTP error statuses
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * What an error status means: its SQLSTATE, whether the official SDKs try
+ * it again (408, 409, 429 and 5xx, but for 501 and 505, which fail the same
+ * way every time), and the hint, which says "try again" only for statuses
+ * that are.  The first entry whose range holds the status decides; the last
+ * is the catch-all.  404 of a keyed request is no error at all (no rows),
+ * and redirects are reported apart: they are never followed.
+ */
+typedef struct StatusPolicy
+{
+	long		lo;
+	long		hi;
+	int			sqlstate;
+	bool		retry;
+	const char *hint;			/* NULL: the url hint of report_http_error */
+} StatusPolicy;
+
+static const StatusPolicy status_policies[] = {
+	{400, 400, ERRCODE_INVALID_PARAMETER_VALUE, false,
+	"The API rejected the request's parameters: check the server's page_size option and the batch ids in the query."},
+	{401, 401, ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION, false,
+	"Check the api_key option of the user mapping."},
+	{402, 402, ERRCODE_INSUFFICIENT_RESOURCES, false,
+	"The account has no budget left or its trial has ended: check its plan."},
+	{403, 403, ERRCODE_INSUFFICIENT_PRIVILEGE, false,
+	"The key is not allowed to read batches: check the account's permissions."},
+	{404, 404, ERRCODE_FDW_TABLE_NOT_FOUND, false, NULL},
+	{408, 408, ERRCODE_SYSTEM_ERROR, true,
+	"The API timed out on its side; try again later."},
+	{409, 409, ERRCODE_SYSTEM_ERROR, true,
+	"The API reported a conflict; try again later."},
+	{429, 429, ERRCODE_CONFIGURATION_LIMIT_EXCEEDED, true,
+	"The key's rate limit was exceeded: lower the server's max_concurrency or max_requests_per_second, raise max_retries, or try again later."},
+	{501, 501, ERRCODE_SYSTEM_ERROR, false,
+	"The API does not implement this request: check the server's url and api options."},
+	{505, 505, ERRCODE_SYSTEM_ERROR, false,
+	"The API refused the HTTP version: check the server's url (a proxy in between?)."},
+	{500, 599, ERRCODE_SYSTEM_ERROR, true,
+	"The API failed on its side; try again later."},
+	/* the catch-all: must stay last */
+	{0, 0, ERRCODE_FDW_ERROR, false,
+	"This status is not documented for the batch endpoints."},
+};
+
+static const StatusPolicy *
+status_policy(long status)
+{
+	int			i;
+
+	for (i = 0; i < lengthof(status_policies) - 1; i++)
+	{
+		if (status >= status_policies[i].lo && status <= status_policies[i].hi)
+			break;
+	}
+	return &status_policies[i];
 }
 
 /* ----------------------------------------------------------------
@@ -681,21 +835,10 @@ retryable(NimbleHttpRequest *req)
 	if (req->too_big || req->out_of_memory)
 		return false;
 	if (req->result != CURLE_OK)
-		return transport_failure(req->result)->retry;
-	switch (req->status)
-	{
-		case 408:
-		case 409:
-		case 429:
-		case 500:
-		case 502:
-		case 503:
-		case 504:
-		case 555:
-			return true;
-		default:
-			return false;
-	}
+		return transport_failure(req)->retry;
+	if (req->status >= 200 && req->status <= 399)
+		return false;
+	return status_policy(req->status)->retry;
 }
 
 /* The server's wish, from retry-after-ms or Retry-After, or -1. */
@@ -948,15 +1091,22 @@ attempts_note(NimbleHttpRequest *req)
 static void
 report_transport_error(NimbleHttpRequest *req)
 {
-	const TransportFailure *failure = transport_failure(req->result);
+	const TransportFailure *failure = transport_failure(req);
+	const char *curl_words = req->errbuf[0] ? req->errbuf
+		: curl_easy_strerror(req->result);
 
+	/* (curl's words can quote what the peer sent: a header, a status line) */
 	ereport(ERROR,
 			(errcode(failure->sqlstate),
 			 errmsg("%s API request GET %s failed%s: %s",
 					req->session->api->title, req->path.data, attempts_note(req),
 					failure->words),
-			 errdetail("libcurl: %s",
-					   req->errbuf[0] ? req->errbuf : curl_easy_strerror(req->result)),
+			 req->headers_too_big
+			 ? errdetail("The response's headers passed %d bytes.", NIMBLE_MAX_HEADER_BYTES)
+			 : failure == &headers_too_large
+			 ? errdetail("A response header was longer than libcurl accepts (libcurl: %s).",
+						 nimble_http_redact(req->session, curl_words))
+			 : errdetail("libcurl: %s", nimble_http_redact(req->session, curl_words)),
 			 errhint("%s", failure->hint)));
 }
 
@@ -964,76 +1114,41 @@ static void
 report_http_error(NimbleHttpRequest *req)
 {
 	const NimbleApiDef *api = req->session->api;
+	const StatusPolicy *policy = status_policy(req->status);
 	char	   *api_msg = NULL;
-	int			sqlstate;
-	const char *hint;
-
-	if (req->body && req->len > 0)
-		api_msg = nimble_json_string_at(req->body, (int) req->len,
-										api->error_message_paths);
-
-	switch (req->status)
-	{
-		case 400:
-			sqlstate = ERRCODE_INVALID_PARAMETER_VALUE;
-			hint = "The API rejected the request's parameters: check the server's page_size option and the batch ids in the query.";
-			break;
-		case 401:
-			sqlstate = ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION;
-			hint = "Check the api_key option of the user mapping.";
-			break;
-		case 402:
-			sqlstate = ERRCODE_INSUFFICIENT_RESOURCES;
-			hint = "The account has no budget left or its trial has ended: check its plan.";
-			break;
-		case 403:
-			sqlstate = ERRCODE_INSUFFICIENT_PRIVILEGE;
-			hint = "The key is not allowed to read batches: check the account's permissions.";
-			break;
-		case 404:
-			sqlstate = ERRCODE_FDW_TABLE_NOT_FOUND;
-			hint = psprintf("Check that the server's url includes the API version, as in '%s'.",
-							api->example_url);
-			break;
-		case 429:
-			sqlstate = ERRCODE_CONFIGURATION_LIMIT_EXCEEDED;
-			hint = "The key's rate limit was exceeded: lower the server's max_concurrency, raise max_retries, or try again later.";
-			break;
-		default:
-			if (req->status == 408 || req->status == 409 || req->status >= 500)
-			{
-				sqlstate = ERRCODE_SYSTEM_ERROR;
-				hint = "The API failed on its side; try again later.";
-			}
-			else
-			{
-				sqlstate = ERRCODE_FDW_ERROR;
-				hint = "This status is not documented for the batch endpoints.";
-			}
-			break;
-	}
+	const char *hint = policy->hint;
 
 	if (req->status >= 300 && req->status <= 399)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
 				 errmsg("%s API request GET %s failed: HTTP %ld redirect",
 						api->title, req->path.data, req->status),
-				 errdetail("The API redirected to \"%s\".", req->location),
+				 errdetail("The API redirected to \"%s\".",
+						   nimble_http_redact(req->session, req->location)),
 				 errhint("nimble_fdw never follows redirects, which could carry the key to another host: set the server's url to the final address.")));
+
+	if (hint == NULL)
+		hint = psprintf("Check that the server's url includes the API version, as in '%s'.",
+						api->example_url);
+	if (req->body && req->len > 0)
+		api_msg = nimble_json_string_at(req->body, (int) req->len,
+										api->error_message_paths);
 	if (api_msg)
 		ereport(ERROR,
-				(errcode(sqlstate),
+				(errcode(policy->sqlstate),
 				 errmsg("%s API request GET %s failed%s: HTTP %ld",
 						api->title, req->path.data, attempts_note(req), req->status),
-				 errdetail("The API said: %s", api_msg),
+				 errdetail("The API said: %s", nimble_http_redact(req->session, api_msg)),
 				 errhint("%s", hint)));
 	else
 		ereport(ERROR,
-				(errcode(sqlstate),
+				(errcode(policy->sqlstate),
 				 errmsg("%s API request GET %s failed%s: HTTP %ld",
 						api->title, req->path.data, attempts_note(req), req->status),
 				 errdetail("The response body is not a JSON error message (content type \"%s\").",
-						   req->content_type[0] ? req->content_type : "none"),
+						   req->content_type[0]
+						   ? nimble_http_redact(req->session, req->content_type)
+						   : "none"),
 				 errhint("%s", hint)));
 }
 

@@ -60,6 +60,7 @@ void
 _PG_init(void)
 {
 	nimble_security_init();
+	nimble_option_changes_init();
 	nimble_cache_init();
 	nimble_http_init();
 	nimble_body_pool_init();
@@ -162,7 +163,7 @@ nimble_begin_foreign_scan(ForeignScanState *node, int eflags)
 		return;
 
 	/* before anything else leaves the backend: may the key go there? */
-	nimble_check_allowed_host(fsstate->server.url, server->servername);
+	nimble_check_allowed_host(fsstate->server.url, server);
 
 	/* the user whose mapping applies: the view owner's, for a view */
 	userid = NIMBLE_SCAN_CHECK_AS_USER(fsplan, estate);

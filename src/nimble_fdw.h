@@ -197,7 +197,9 @@ extern char *nimble_get_api_key(ForeignServer *server, Oid userid);
  */
 
 extern void nimble_security_init(void);
-extern void nimble_check_allowed_host(const char *url, const char *servername);
+extern void nimble_option_changes_init(void);
+extern bool nimble_server_option_is_set(const char *name);
+extern void nimble_check_allowed_host(const char *url, ForeignServer *server);
 
 /* ----------------------------------------------------------------
  *		Rate limit and response cache (throttle.c, cache.c)
@@ -378,6 +380,7 @@ extern void nimble_http_remember(NimbleHttpRequest *req, const char *body,
 extern void nimble_http_cancel(NimbleHttpRequest *req);
 extern bool nimble_http_busy(NimbleHttpRequest *req);
 extern const char *nimble_http_path(NimbleHttpRequest *req);
+extern char *nimble_http_redact(NimbleHttpSession *session, const char *text);
 
 /* response-body buffers kept for reuse (body_pool.c) */
 extern char *nimble_body_take(size_t *cap);

@@ -344,8 +344,13 @@ nimble_fdw_validator(PG_FUNCTION_ARGS)
 								 errmsg("invalid value for option \"%s\": \"%s\"",
 										opt->name, value),
 								 errhint("\"%s\" must be true or false.", opt->name)));
-					/* only tls_verify is boolean: turning it off is powerful */
-					if (!on && !superuser())
+					/*
+					 * only tls_verify is boolean: turning it off is powerful.
+					 * Checked where this statement sets it: the owner of a
+					 * server that a superuser turned it off on may still
+					 * change its other options.
+					 */
+					if (!on && !superuser() && nimble_server_option_is_set(opt->name))
 						ereport(ERROR,
 								(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 								 errmsg("only superusers may set \"%s\" to false", opt->name),
@@ -354,7 +359,7 @@ nimble_fdw_validator(PG_FUNCTION_ARGS)
 				break;
 			case NIMBLE_OPT_PATH:
 				/* a path on the database server: what file_fdw requires too */
-				if (!superuser())
+				if (!superuser() && nimble_server_option_is_set(opt->name))
 					ereport(ERROR,
 							(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 							 errmsg("only superusers may set \"%s\"", opt->name),

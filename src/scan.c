@@ -448,28 +448,32 @@ start_list_request(NimbleScan *scan)
 	pfree(path.data);
 }
 
-/* Report a response that parsed badly; never returns. */
+/*
+ * Report a response that parsed badly; never returns.  The detail may quote
+ * the body, which may quote the request's credentials: it is redacted.
+ */
 static void
-report_bad_body(const NimbleApiDef *api, NimbleDocStatus status,
+report_bad_body(NimbleScan *scan, NimbleDocStatus status,
 				const char *path, const char *detail)
 {
+	detail = nimble_http_redact(scan->http, detail);
 	if (status == NIMBLE_DOC_BAD_JSON)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_INVALID_STRING_FORMAT),
-				 errmsg("%s API returned an invalid JSON body for GET %s", api->title, path),
+				 errmsg("%s API returned an invalid JSON body for GET %s", scan->api->title, path),
 				 errdetail("%s", detail),
 				 errhint("The API or a proxy in between answered with something else than JSON; try again later.")));
 	ereport(ERROR,
 			(errcode(ERRCODE_PROTOCOL_VIOLATION),
-			 errmsg("%s API returned an unexpected response for GET %s", api->title, path),
+			 errmsg("%s API returned an unexpected response for GET %s", scan->api->title, path),
 			 errdetail("%s", detail),
 			 errhint("The API's response format may have changed; please report this to the nimble_fdw maintainers.")));
 }
 
 static void
-protocol_error(const NimbleApiDef *api, const char *path, const char *detail)
+protocol_error(NimbleScan *scan, const char *path, const char *detail)
 {
-	report_bad_body(api, NIMBLE_DOC_BAD_SHAPE, path, detail);
+	report_bad_body(scan, NIMBLE_DOC_BAD_SHAPE, path, detail);
 }
 
 /*
@@ -490,17 +494,17 @@ next_offset(NimbleScan *scan, ListPage *page, NimbleJsonValue *has_next,
 	else if (has_next && has_next->type == JSON_TOKEN_TRUE)
 	{
 		if (page->doc.nrows == 0)
-			protocol_error(scan->api, path,
+			protocol_error(scan, path,
 						   psprintf("\"%s\" is true on a page without items; following it would loop forever.",
 									ep->has_next));
 	}
 	else if (has_next && has_next->type != JSON_TOKEN_INVALID)
-		protocol_error(scan->api, path,
+		protocol_error(scan, path,
 					   psprintf("\"%s\" is not a boolean.", ep->has_next));
 	else if (total)
 		scan->list_done = page->doc.nrows == 0 || scan->offset >= *total;
 	else
-		protocol_error(scan->api, path,
+		protocol_error(scan, path,
 					   psprintf("The page says neither \"%s\" nor \"%s\".",
 								ep->has_next ? ep->has_next : "has_next",
 								ep->total ? ep->total : "total"));
@@ -537,7 +541,7 @@ finish_list_request(NimbleScan *scan)
 	nimble_http_count_page(scan->http);
 	status = nimble_doc_parse(scan->list_spec, body, len, &page->doc, &detail);
 	if (status != NIMBLE_DOC_OK)
-		report_bad_body(scan->api, status, path, detail);
+		report_bad_body(scan, status, path, detail);
 	nimble_http_remember(scan->list_req, body, len);
 
 	total = page_value(page, scan->list_total_slot);
@@ -563,15 +567,15 @@ finish_list_request(NimbleScan *scan)
 	}
 	cursor = page_value(page, scan->list_cursor_slot);
 	if (has_next == NULL || has_next->type != JSON_TOKEN_TRUE)
-		protocol_error(scan->api, path, psprintf("\"%s\" is missing or not a boolean.",
+		protocol_error(scan, path, psprintf("\"%s\" is missing or not a boolean.",
 									  scan->list_ep->has_next));
 	if (cursor == NULL || cursor->type != JSON_TOKEN_STRING || cursor->textlen == 0)
-		protocol_error(scan->api, path, psprintf("\"%s\" is true but \"%s\" is not a cursor.",
+		protocol_error(scan, path, psprintf("\"%s\" is true but \"%s\" is not a cursor.",
 									  scan->list_ep->has_next,
 									  scan->list_ep->next_cursor));
 	cursor_text = nimble_json_cstring(cursor);
 	if (strlen(cursor_text) >= NAMEDATALEN * 16)
-		protocol_error(scan->api, path, "The next cursor is implausibly long.");
+		protocol_error(scan, path, "The next cursor is implausibly long.");
 
 	/* a cursor seen before means the walk would never end */
 	if (scan->seen_cursors == NULL)
@@ -586,7 +590,7 @@ finish_list_request(NimbleScan *scan)
 	}
 	(void) hash_search(scan->seen_cursors, cursor_text, HASH_ENTER, &found);
 	if (found)
-		protocol_error(scan->api, path, psprintf("The API returned cursor \"%s\" a second time; following it would loop forever.",
+		protocol_error(scan, path, psprintf("The API returned cursor \"%s\" a second time; following it would loop forever.",
 									  cursor_text));
 	if (scan->cursor)
 		pfree(scan->cursor);
@@ -610,7 +614,7 @@ item_key(NimbleScan *scan, ListPage *page, int item)
 	char	   *key;
 
 	if (v->type != JSON_TOKEN_STRING && v->type != JSON_TOKEN_NUMBER)
-		protocol_error(scan->api, scan->list_ep->path,
+		protocol_error(scan, scan->list_ep->path,
 					   psprintf("An item of the list has no \"%s\".",
 								scan->list_ep->item_key));
 	oldcxt = MemoryContextSwitchTo(page->cxt);
@@ -799,7 +803,7 @@ open_unit(NimbleScan *scan)
 	scan->cur_doc.cxt = scan->unit_cxt;
 	status = nimble_doc_parse(scan->unit_spec, body, len, &scan->cur_doc, &detail);
 	if (status != NIMBLE_DOC_OK)
-		report_bad_body(scan->api, status, nimble_http_path(unit->req), detail);
+		report_bad_body(scan, status, nimble_http_path(unit->req), detail);
 	nimble_http_remember(unit->req, body, len);
 	scan->cur_nrows = scan->route == NIMBLE_ROUTE_LIST_ROWS ? 1 : scan->cur_doc.nrows;
 	if (scan->route != NIMBLE_ROUTE_LIST_ROWS)
@@ -819,21 +823,25 @@ static void
 conversion_error_callback(void *arg)
 {
 	NimbleScan *scan = (NimbleScan *) arg;
+	char	   *key;
 	char	   *value;
 
 	if (scan->err_binding == NULL)
 		return;
+	/* both come from a response: redacted, as everything quoted from one */
+	key = nimble_http_redact(scan->http, scan->cur.key);
 	value = scan->err_value ? nimble_json_value_text(scan->err_value) : scan->cur.key;
+	value = nimble_http_redact(scan->http, value);
 	if (value && strlen(value) > 100)
 		value = psprintf("%.*s...", pg_mbcliplen(value, strlen(value), 100), value);
 	if (OidIsValid(scan->table->relid))
 		errcontext("column \"%s\" of foreign table \"%s\", %s \"%s\", value \"%s\"",
 				   scan->err_binding->name, get_rel_name(scan->table->relid),
-				   scan->res->unit_noun, scan->cur.key, value ? value : "");
+				   scan->res->unit_noun, key, value ? value : "");
 	else
 		errcontext("column \"%s\" of %s, %s \"%s\", value \"%s\"",
 				   scan->err_binding->name, scan->res->name,
-				   scan->res->unit_noun, scan->cur.key, value ? value : "");
+				   scan->res->unit_noun, key, value ? value : "");
 }
 
 static void

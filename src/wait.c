@@ -25,6 +25,7 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "storage/latch.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/lsyscache.h"
@@ -107,6 +108,7 @@ nimble_wait_batch(PG_FUNCTION_ARGS)
 	Datum	   *values;
 	bool	   *nulls;
 	char	   *last_progress = NULL;
+	AclResult	aclresult;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		PG_RETURN_NULL();
@@ -118,6 +120,16 @@ nimble_wait_batch(PG_FUNCTION_ARGS)
 				 errmsg("the timeout of nimble_wait_batch must not be negative")));
 	server = PG_ARGISNULL(2) ? only_nimble_server()
 		: GetForeignServerByName(NameStr(*PG_GETARG_NAME(2)), false);
+
+	/*
+	 * The server's user mapping is what a scan uses, so the caller needs
+	 * what using the server takes: USAGE on it, checked before anything
+	 * about the server is told.  (A scan needs SELECT on its table; here
+	 * there is no table.)
+	 */
+	aclresult = nimble_server_aclcheck(server->serverid, GetUserId(), ACL_USAGE);
+	if (aclresult != ACLCHECK_OK)
+		aclcheck_error(aclresult, OBJECT_FOREIGN_SERVER, server->servername);
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "nimble_wait_batch must return a composite type");
@@ -154,7 +166,7 @@ nimble_wait_batch(PG_FUNCTION_ARGS)
 				 errmsg("the %s API of server \"%s\" has no batch progress to wait on",
 						sopts.api->name, server->servername),
 				 errhint("nimble_wait_batch needs a batch_progress with a boolean \"completed\"; poll batch_progress instead.")));
-	nimble_check_allowed_host(sopts.url, server->servername);
+	nimble_check_allowed_host(sopts.url, server);
 	api_key = nimble_get_api_key(server, GetUserId());
 
 	values = palloc(sizeof(Datum) * tupdesc->natts);

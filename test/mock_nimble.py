@@ -170,6 +170,21 @@ FAULTS (prefix segments)
                       with offsets, fractions, leap days and seconds; numbers
                       as 1e2, -0, 3.0; flat, nested, repeated-key and escaped
                       objects), for checking decoding against PostgreSQL's
+      dup_item        list/tasks: each page's first item comes again at its
+                      end (a misbehaving API, or an offset list that shifted)
+      echo_auth       status=CODE (default 401), {"status":"failed","msg":
+                      "bad key: <the request's Authorization header>"}, and
+                      the same value in an X-Echo header (an API or proxy that
+                      echoes credentials)
+      echo_auth_location  302 to http://127.0.0.2:PORT/login?auth=<the
+                      Authorization header>
+      big_header      the normal answer with one X-Big header of size=BYTES
+                      (default 300000) bytes
+      many_headers    the normal answer with count=N (default 5000) headers
+                      of about 100 bytes each
+    ids=upper (with or without a fault): the data set's batch and task ids
+    are spelled in upper case everywhere the API writes them, and only the
+    upper-case spelling finds a batch or task (the lower-case one is 404).
     tasks/task/results take only data_not_array (tasks: "data":{}; task:
     "task":["oops"]) and wrong_type (task: status_code "two hundred").
     JSON-modifying kinds leave non-200 answers and endpoints they do not
@@ -185,6 +200,7 @@ import email.utils
 import http
 import json
 import os
+import re
 import select
 import signal
 import socket
@@ -557,15 +573,19 @@ def html_page(code):
 PREFIX_PARAMS = {"fault": str, "on": str, "after": int, "times": int, "status": int,
                  "retry_after": str, "retry_after_ms": str, "stall": float,
                  "delay_ms": float, "chunk": int, "depth": int, "size": int,
-                 "latency": float}
+                 "latency": float, "count": int, "ids": str}
 FAULT_KINDS = {"status", "stall_headers", "stall_body", "reset", "truncate", "html",
                "not_json", "empty", "invalid_utf8", "nul_escape", "wrong_type",
                "deep_nesting", "huge", "repeat_cursor", "null_cursor",
                "data_not_array", "missing_pagination", "slow_body", "redirect",
-               "shapes"}
+               "shapes", "dup_item", "echo_auth", "echo_auth_location",
+               "big_header", "many_headers"}
 JSON_FAULTS = {"invalid_utf8", "nul_escape", "wrong_type", "deep_nesting",
                "repeat_cursor", "null_cursor", "data_not_array", "missing_pagination",
-               "shapes"}
+               "shapes", "dup_item"}
+# the ids of the data set, which ids=upper spells in upper case
+ID_PATTERN = re.compile(rb"\b(?:b1000000-0000-4000-8000-[0-9a-f]{12}|"
+                        rb"7a000000-[0-9a-f]{4}-4000-8000-[0-9a-f]{12})\b")
 BAD_UTF8, DEEP = "@@INVALID_UTF8@@", "@@DEEP@@"
 
 
@@ -626,6 +646,8 @@ def parse_prefix(segs):
         raise ValueError("unknown fault")
     if p.get("on", "list") not in ENDPOINTS:
         raise ValueError("bad value for on")
+    if p.get("ids", "lower") not in ("lower", "upper"):
+        raise ValueError("bad value for ids")
     if not 200 <= p.get("status", 500) <= 599:
         raise ValueError("bad value for status")
     return p
@@ -636,6 +658,14 @@ def _mid(s, ins):
 
 
 def modify_json(kind, endpoint, body, p):
+    if kind == "dup_item":
+        # a list page whose first item comes again at its end
+        if endpoint in ("list", "tasks"):
+            obj = json.loads(body)
+            if obj["data"]:
+                obj["data"].append(obj["data"][0])
+            return dumps(obj)
+        return body
     obj = json.loads(body)
     if endpoint == "list":
         first = obj["data"][0] if obj["data"] else None
@@ -897,7 +927,13 @@ class Handler(BaseHTTPRequestHandler):
         if method != "GET":
             return self._send(405, METHOD_NOT_ALLOWED, extra=[("Allow", "GET")])
 
+        upper = p.get("ids") == "upper"
+        if upper and bid is not None:
+            # the API knows its ids in upper case only
+            bid = bid.lower() if bid == bid.upper() else "\0not-an-id"
         code, body = self._normal(endpoint, bid, query)
+        if upper:
+            body = ID_PATTERN.sub(lambda m: m.group(0).upper(), body)
         kind = p.get("fault")
         if kind and p.get("on", endpoint) == endpoint and st.should_fault(
                 "/".join(prefix_segs), p.get("after", 0), p.get("times")):
@@ -959,6 +995,22 @@ class Handler(BaseHTTPRequestHandler):
         if kind == "status":
             c = p.get("status", 500)
             return self._send(c, status_body(c), extra=extra)
+        if kind == "echo_auth":
+            c = p.get("status", 401)
+            auth = self.headers.get("Authorization") or self.headers.get("X-API-Key") or ""
+            return self._send(c, dumps({"status": "failed", "msg": "bad key: " + auth}),
+                              extra=extra + [("X-Echo", auth)])
+        if kind == "echo_auth_location":
+            auth = self.headers.get("Authorization") or self.headers.get("X-API-Key") or ""
+            loc = "http://127.0.0.2:%d/login?auth=%s" % (self.server.server_address[1], auth)
+            return self._send(302, b"", extra=extra + [("Location", loc)])
+        if kind == "big_header":
+            n = max(1, p.get("size", 300000))
+            return self._send(code, body, extra=extra + [("X-Big", "x" * n)])
+        if kind == "many_headers":
+            n = max(1, p.get("count", 5000))
+            return self._send(code, body,
+                              extra=extra + [("X-Many-%d" % i, "y" * 90) for i in range(n)])
         if kind == "html":
             c = p.get("status", 502)
             return self._send(c, html_page(c), "text/html", extra=extra)

@@ -474,6 +474,51 @@ def test_faults(c, port):
     s, h, b = c.req("/fault=redirect/v1/batches?limit=2")
     check("redirect", s == 302 and h.get("location") ==
           "http://127.0.0.2:%d/v1/batches?limit=2" % port, h)
+    # a page whose first item comes again at its end
+    s, h, b = c.req("/fault=dup_item/v1/batches?limit=3")
+    ids = [i["id"] for i in json.loads(b)["data"]]
+    check("dup_item list", s == 200 and ids == [bid(12), bid(11), bid(10), bid(12)], ids)
+    s, h, b = c.req("/fault=dup_item/v1/tasks?limit=2")
+    ids = [i["id"] for i in json.loads(b)["data"]]
+    check("dup_item tasks", s == 200 and len(ids) == 3 and ids[0] == ids[2], ids)
+    s, h, b = c.req("/fault=dup_item/v1/batches/" + bid(1))
+    check("dup_item leaves details alone", b == c.req("/v1/batches/" + bid(1))[2])
+    # credentials echoed, in a body and a header, or in a redirect
+    s, h, b = c.req("/fault=echo_auth/v1/batches")
+    check("echo_auth", s == 401 and json.loads(b)["msg"] == "bad key: Bearer test-key"
+          and h.get("x-echo") == "Bearer test-key", (s, b, h))
+    s, h, b = c.req("/fault=echo_auth/status=400/v1/batches")
+    check("echo_auth status", s == 400, s)
+    s, h, b = c.req("/fault=echo_auth_location/v1/batches")
+    check("echo_auth_location", s == 302 and h.get("location") ==
+          "http://127.0.0.2:%d/login?auth=Bearer test-key" % port, h)
+    # oversized headers
+    # (a header line beyond what http.client reads: a raw socket, until the
+    # keep-alive answer has come whole)
+    sock = raw(port, "/fault=big_header/size=300000/v1/batches/" + bid(1),
+               headers=dict(AUTH, Connection="close"))
+    s, h, b = split_resp(read_all(sock)[0])
+    sock.close()
+    check("big_header", s == 200 and len(h.get("x-big", "")) == 300000, (s, len(h.get("x-big", ""))))
+    sock = raw(port, "/fault=many_headers/count=5000/v1/batches/" + bid(1),
+               headers=dict(AUTH, Connection="close"))
+    s, h, b = split_resp(read_all(sock)[0])
+    sock.close()
+    check("many_headers", s == 200 and sum(1 for k in h if k.startswith("x-many-")) == 5000)
+    # ids spelled in upper case, found only so
+    s, h, b = c.req("/ids=upper/v1/batches?limit=2")
+    d = json.loads(b)
+    check("ids=upper list", [i["id"] for i in d["data"]] == [bid(12).upper(), bid(11).upper()]
+          and d["data"][0]["tasks"][0] == tid(12, 1).upper(), d["data"][0])
+    s, h, b = c.req("/ids=upper/v1/batches/" + bid(1).upper() + "/progress")
+    check("ids=upper progress", s == 200 and json.loads(b)["id"] == bid(1).upper(), b)
+    s, h, b = c.req("/ids=upper/v1/batches/" + bid(1))
+    check("ids=upper lower case is 404", s == 404, s)
+    s, h, b = c.req("/ids=upper/v1/batches/" + bid(1).upper())
+    check("ids=upper details", s == 200 and
+          all(t is None or t["id"] == t["id"].upper() for t in json.loads(b)["tasks"]))
+    s, h, b = c.req("/ids=sideways/v1/batches")
+    check("ids bad value", s == 400 and b == b"bad value for ids", b)
     # unknown fault
     s, h, b = c.req("/fault=bogus/v1/batches")
     check("unknown fault", s == 400 and b == b"unknown fault")

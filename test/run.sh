@@ -93,8 +93,8 @@ demo)
 	else
 		start_mock
 		export NIMBLE_URL=$mock_url/v1 NIMBLE_API_KEY=test-key
-		# the mock is on loopback, which nimble_fdw.allowed_hosts must allow
-		export PGOPTIONS="-c nimble_fdw.allowed_hosts=127.0.0.1"
+		# the mock is on loopback, whose port nimble_fdw.allowed_hosts must allow
+		export PGOPTIONS="-c nimble_fdw.allowed_hosts=${mock_url#http://}"
 		echo "run.sh: demo against the bundled mock API at $NIMBLE_URL"
 	fi
 	pg_virtualenv -v "$PG_MAJOR" -c --locale=C.UTF-8 psql -X -q -v ON_ERROR_STOP=1 -f test/demo.sql

@@ -197,7 +197,7 @@ def main():
 
         # the Quick start, as the superuser, with the mock's url; no user
         # mapping for the superuser: the jobs' role brings its own
-        scur.execute("ALTER DATABASE %s SET nimble_fdw.allowed_hosts = '127.0.0.1'" % DB)
+        scur.execute("ALTER DATABASE %s SET nimble_fdw.allowed_hosts = '127.0.0.1:*'" % DB)
         su.close()
         su = cluster.connect(dbname=DB)         # a session that has the setting
         scur = su.cursor()

@@ -204,9 +204,10 @@ BASE_CONF = {
     "log_min_error_statement": "panic",
     "timezone": "'UTC'",
     "lc_messages": "'C'",
-    # the mock API listens on loopback (a placeholder until the module loads;
+    # the mock API listens on loopback, on a port of its choosing (a
+    # placeholder until the module loads;
     # harmless for builds without the setting)
-    "nimble_fdw.allowed_hosts": "'127.0.0.1'",
+    "nimble_fdw.allowed_hosts": "'127.0.0.1:*'",
 }
 
 
