@@ -10,6 +10,7 @@ OBJS = \
 	src/nimble_fdw.o \
 	src/options.o \
 	src/quals.o \
+	src/keys.o \
 	src/scan.o \
 	src/http.o \
 	src/body_pool.o \
@@ -33,7 +34,7 @@ EXTENSION = nimble_fdw
 DATA = nimble_fdw--1.0.sql nimble_fdw--1.0--1.1.sql
 PGFILEDESC = "nimble_fdw - foreign data wrapper for Nimble batch jobs"
 
-REGRESS = setup options batches batch_tasks batch_progress tasks decode api_scrape api_factcheck pushdown explain_params joins errors cache_and_rate stats wait_batch security upgrade
+REGRESS = setup options batches batch_tasks batch_progress tasks decode api_scrape api_factcheck pushdown key_types explain_params joins errors cache_and_rate stats wait_batch security upgrade
 
 # the suites compare multibyte text: their database is UTF-8 whatever the
 # cluster's default encoding

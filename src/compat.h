@@ -7,8 +7,9 @@
  * Each difference is a macro named for what it does, so that the callers
  * read the same on every version and the PG_VERSION_NUM tests stay here.
  * The macros expand to calls of functions declared by the headers the
- * caller already includes; this file includes nothing but the version,
- * so that json_doc.c can use it in its frontend (fuzzing) build too.
+ * caller already includes, so that json_doc.c can use this file in its
+ * frontend (fuzzing) build too; the one inline function, for the server
+ * only, brings its own headers.
  * A change is guarded at the release that made it: 16 for what began in
  * 16, although Debian ships only 15, 17 and 18 here.
  *
@@ -109,5 +110,34 @@
 #define NimbleJsonAction void
 #define NIMBLE_JSON_ACTION_DONE return
 #endif
+
+#ifndef FRONTEND
+
+#include "fmgr.h"
+#if PG_VERSION_NUM >= 160000
+#include "nodes/miscnodes.h"
+#endif
+
+/*
+ * str as a value of a type, by its input function; false where str is no
+ * value of the type.  16 lets input functions report bad input softly;
+ * on 15 the error is thrown, as it is where the value is read for a row.
+ */
+static inline bool
+nimble_input_value(FmgrInfo *flinfo, char *str, Oid ioparam, int32 typmod,
+				   Datum *result)
+{
+#if PG_VERSION_NUM >= 160000
+	ErrorSaveContext escontext = {T_ErrorSaveContext};
+
+	return InputFunctionCallSafe(flinfo, str, ioparam, typmod,
+								 (Node *) &escontext, result);
+#else
+	*result = InputFunctionCall(flinfo, str, ioparam, typmod);
+	return true;
+#endif
+}
+
+#endif							/* !FRONTEND */
 
 #endif							/* NIMBLE_COMPAT_H */

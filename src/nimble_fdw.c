@@ -44,15 +44,10 @@ typedef struct NimbleScanState
 {
 	NimbleTableOptions table;
 	NimbleServerOptions server;
-	NimbleRoute route;
-	List	   *is_array;		/* per key expression */
-	List	   *retrieved_attrs;
-	bool		needs_extra;
-	char	   *key_column;
-	bool		parameterized;
-	int			row_bound;		/* the query's LIMIT, if it bounds this scan */
+	NimblePlanPrivate plan;		/* what the planner decided */
 	List	   *key_exprs;		/* ExprState per key expression */
 	bool		keys_stale;		/* evaluate the keys before the next row */
+	NimbleKeyMatch *match;		/* typed keys: their matcher */
 	NimbleScan *scan;			/* NULL for EXPLAIN without ANALYZE */
 } NimbleScanState;
 
@@ -105,27 +100,78 @@ append_key_texts(List *keys, Datum value, Oid type, bool is_array)
 	return lappend(keys, OidOutputFunctionCall(outfunc, value));
 }
 
-/* The text of each key that the key expressions give; NULLs give none. */
-static List *
+/* Append each non-NULL key in value (a key, or an array of keys). */
+static void
+append_key_values(Datum **values, int *n, int *cap, Datum value, bool is_array)
+{
+	Datum	   *elems = &value;
+	bool	   *nulls = NULL;
+	int			nelems = 1;
+
+	if (is_array)
+	{
+		ArrayType  *array = DatumGetArrayTypeP(value);
+		int16		elmlen;
+		bool		elmbyval;
+		char		elmalign;
+
+		get_typlenbyvalalign(ARR_ELEMTYPE(array), &elmlen, &elmbyval, &elmalign);
+		deconstruct_array(array, ARR_ELEMTYPE(array), elmlen, elmbyval, elmalign,
+						  &elems, &nulls, &nelems);
+	}
+	for (int i = 0; i < nelems; i++)
+	{
+		if (nulls && nulls[i])
+			continue;			/* a NULL never equals a batch id */
+		if (*n == *cap)
+		{
+			*cap *= 2;
+			*values = repalloc(*values, sizeof(Datum) * *cap);
+		}
+		(*values)[(*n)++] = elems[i];
+	}
+}
+
+/*
+ * Give the scan the keys the key expressions have now: as texts for exact
+ * keys, as values for the typed matcher; NULLs give none.
+ */
+static void
 evaluate_keys(NimbleScanState *fsstate, ExprContext *econtext)
 {
-	List	   *keys = NIL;
+	List	   *texts = NIL;
+	int			cap = 16;
+	int			n = 0;
+	Datum	   *values = NULL;
 	ListCell   *lc_expr;
 	ListCell   *lc_arr;
 	MemoryContext oldcxt = MemoryContextSwitchTo(econtext->ecxt_per_tuple_memory);
 
-	forboth(lc_expr, fsstate->key_exprs, lc_arr, fsstate->is_array)
+	if (fsstate->match)
+		values = palloc(sizeof(Datum) * cap);
+	forboth(lc_expr, fsstate->key_exprs, lc_arr, fsstate->plan.is_array)
 	{
 		ExprState  *state = lfirst(lc_expr);
 		bool		isnull;
 		Datum		value = ExecEvalExpr(state, econtext, &isnull);
 
-		if (!isnull)
-			keys = append_key_texts(keys, value, exprType((Node *) state->expr),
-									lfirst_int(lc_arr));
+		if (isnull)
+			continue;
+		if (fsstate->match)
+			append_key_values(&values, &n, &cap, value, lfirst_int(lc_arr));
+		else
+			texts = append_key_texts(texts, value, exprType((Node *) state->expr),
+									 lfirst_int(lc_arr));
 	}
 	MemoryContextSwitchTo(oldcxt);
-	return keys;
+	if (fsstate->match)
+	{
+		/* (the matcher copies the values: they may live per tuple) */
+		nimble_keymatch_set_keys(fsstate->match, values, n);
+		nimble_scan_set_typed_keys(fsstate->scan, fsstate->match);
+	}
+	else
+		nimble_scan_set_keys(fsstate->scan, texts);
 }
 
 /* ----------------------------------------------------------------
@@ -139,20 +185,14 @@ nimble_begin_foreign_scan(ForeignScanState *node, int eflags)
 	ForeignScan *fsplan = (ForeignScan *) node->ss.ps.plan;
 	EState	   *estate = node->ss.ps.state;
 	NimbleScanState *fsstate = palloc0(sizeof(NimbleScanState));
-	Oid			relid = RelationGetRelid(node->ss.ss_currentRelation);
-	List	   *priv = fsplan->fdw_private;
+	Relation	rel = node->ss.ss_currentRelation;
+	Oid			relid = RelationGetRelid(rel);
 	ForeignServer *server;
 	Oid			userid;
 	char	   *api_key;
 
 	node->fdw_state = fsstate;
-	fsstate->route = intVal(list_nth(priv, NimblePrivateRoute));
-	fsstate->is_array = (List *) list_nth(priv, NimblePrivateKeysArray);
-	fsstate->retrieved_attrs = (List *) list_nth(priv, NimblePrivateRetrieved);
-	fsstate->needs_extra = intVal(list_nth(priv, NimblePrivateNeedsExtra)) != 0;
-	fsstate->key_column = strVal(list_nth(priv, NimblePrivateKeyColumn));
-	fsstate->parameterized = intVal(list_nth(priv, NimblePrivateParameterized)) != 0;
-	fsstate->row_bound = intVal(list_nth(priv, NimblePrivateRowBound));
+	nimble_private_from_list(fsplan->fdw_private, &fsstate->plan);
 	nimble_get_table_options(relid, &fsstate->table);
 
 	server = GetForeignServer(GetForeignTable(relid)->serverid);
@@ -173,12 +213,27 @@ nimble_begin_foreign_scan(ForeignScanState *node, int eflags)
 
 	fsstate->key_exprs = ExecInitExprList(fsplan->fdw_exprs, (PlanState *) node);
 	fsstate->keys_stale = (fsplan->fdw_exprs != NIL);
+	if (fsplan->fdw_exprs != NIL && fsstate->plan.key_mode == NIMBLE_KEYS_TYPED)
+	{
+		Form_pg_attribute key = TupleDescAttr(RelationGetDescr(rel),
+											  fsstate->plan.key_attno - 1);
+		Oid			lefttype;
+		Oid			righttype;
+
+		op_input_types(fsstate->plan.key_opno, &lefttype, &righttype);
+		fsstate->match = nimble_keymatch_create(estate->es_query_cxt,
+												fsstate->plan.key_opno,
+												fsstate->plan.key_collation,
+												key->atttypid, key->atttypmod,
+												righttype);
+	}
 	fsstate->scan = nimble_scan_create(estate->es_query_cxt, &fsstate->table,
 									   &fsstate->server, api_key,
-									   RelationGetDescr(node->ss.ss_currentRelation),
-									   fsstate->route, fsstate->retrieved_attrs,
-									   fsstate->needs_extra);
-	nimble_scan_set_row_bound(fsstate->scan, fsstate->row_bound);
+									   RelationGetDescr(rel),
+									   fsstate->plan.route,
+									   fsstate->plan.retrieved_attrs,
+									   fsstate->plan.needs_extra);
+	nimble_scan_set_row_bound(fsstate->scan, fsstate->plan.row_bound);
 }
 
 static TupleTableSlot *
@@ -192,7 +247,7 @@ nimble_iterate_foreign_scan(ForeignScanState *node)
 	{
 		ExprContext *econtext = node->ss.ps.ps_ExprContext;
 
-		nimble_scan_set_keys(fsstate->scan, evaluate_keys(fsstate, econtext));
+		evaluate_keys(fsstate, econtext);
 		ResetExprContext(econtext);
 		fsstate->keys_stale = false;
 	}
@@ -246,7 +301,8 @@ endpoint_text(const NimbleEndpoint *ep, const char *key_column)
 
 /*
  * How many distinct keys the scan will ask for, when the plan knows:
- * constants only (NULLs and repeats do not count); else -1.
+ * constants only, counted as the scan counts them (nimble_normalize_keys:
+ * no NULLs, no repeats, no ids that cannot be asked for); else -1.
  */
 static int
 count_constant_keys(ForeignScan *fsplan, List *is_array)
@@ -271,7 +327,7 @@ count_constant_keys(ForeignScan *fsplan, List *is_array)
 	texts = palloc(sizeof(char *) * Max(list_length(keys), 1));
 	foreach(lc, keys)
 		texts[i++] = lfirst(lc);
-	return nimble_sort_unique_keys(texts, i);
+	return nimble_normalize_keys(texts, i);
 }
 
 static char *
@@ -279,19 +335,21 @@ route_text(NimbleScanState *fsstate, ForeignScan *fsplan)
 {
 	const NimbleApiDef *api = fsstate->table.api;
 	const NimbleResourceDef *res = fsstate->table.resource;
-	const char *key = fsstate->key_column;
+	const NimblePlanPrivate *plan = &fsstate->plan;
+	const char *key = plan->key_column;
+	bool		typed = fsplan->fdw_exprs != NIL && plan->key_mode == NIMBLE_KEYS_TYPED;
 	StringInfoData buf;
 
 	initStringInfo(&buf);
-	switch (fsstate->route)
+	switch (plan->route)
 	{
 		case NIMBLE_ROUTE_KEYED:
 			{
-				int			n = count_constant_keys(fsplan, fsstate->is_array);
+				int			n = count_constant_keys(fsplan, plan->is_array);
 
 				appendStringInfo(&buf, "GET %s",
 								 endpoint_text(&api->endpoints[res->keyed_endpoint], key));
-				if (fsstate->parameterized)
+				if (plan->parameterized)
 					appendStringInfoString(&buf, " per outer row");
 				else if (n >= 0)
 					appendStringInfo(&buf, " for %d key%s", n, n == 1 ? "" : "s");
@@ -300,30 +358,35 @@ route_text(NimbleScanState *fsstate, ForeignScan *fsplan)
 				break;
 			}
 		case NIMBLE_ROUTE_LIST_KEYED:
-			appendStringInfo(&buf, "GET %s (all pages), then GET %s per %s",
+			appendStringInfo(&buf, "GET %s (all pages), then GET %s per %s%s",
 							 endpoint_text(&api->endpoints[res->list_endpoint], key),
 							 endpoint_text(&api->endpoints[res->keyed_endpoint], key),
-							 res->unit_noun);
+							 res->unit_noun,
+							 typed ? " whose key matches" : "");
 			break;
 		case NIMBLE_ROUTE_LIST_ROWS:
 			appendStringInfo(&buf, "GET %s (all pages)",
 							 endpoint_text(&api->endpoints[res->list_endpoint], key));
-			if (fsstate->needs_extra)
-				appendStringInfo(&buf, ", then GET %s per %s",
+			if (plan->needs_extra)
+				appendStringInfo(&buf, ", then GET %s per %s%s",
 								 endpoint_text(&api->endpoints[res->extra_endpoint], key),
-								 res->unit_noun);
-			if (fsplan->fdw_exprs != NIL)
+								 res->unit_noun, typed ? " whose key matches" : "");
+			if (fsplan->fdw_exprs != NIL && !typed)
 				appendStringInfoString(&buf, ", until every key is found");
 			break;
 	}
 	return buf.data;
 }
 
-/* The pushed condition, as the user would write it. */
+/*
+ * The pushed condition, as the user would write it; for typed keys, with
+ * how they are matched and why they are not sent.
+ */
 static char *
 keys_text(NimbleScanState *fsstate, ForeignScanState *node, ExplainState *es)
 {
 	ForeignScan *fsplan = (ForeignScan *) node->ss.ps.plan;
+	const NimblePlanPrivate *plan = &fsstate->plan;
 	List	   *context = set_deparse_context_plan(es->deparse_cxt,
 												   node->ss.ps.plan, NIL);
 	StringInfoData buf;
@@ -331,7 +394,7 @@ keys_text(NimbleScanState *fsstate, ForeignScanState *node, ExplainState *es)
 	ListCell   *lc_arr;
 
 	initStringInfo(&buf);
-	forboth(lc_expr, fsplan->fdw_exprs, lc_arr, fsstate->is_array)
+	forboth(lc_expr, fsplan->fdw_exprs, lc_arr, plan->is_array)
 	{
 		char	   *expr = deparse_expression(lfirst(lc_expr), context, false, false);
 
@@ -339,10 +402,24 @@ keys_text(NimbleScanState *fsstate, ForeignScanState *node, ExplainState *es)
 			appendStringInfoString(&buf, " OR ");
 		if (lfirst_int(lc_arr))
 			appendStringInfo(&buf, "%s = ANY (%s)",
-							 quote_identifier(fsstate->key_column), expr);
+							 quote_identifier(plan->key_column), expr);
 		else
 			appendStringInfo(&buf, "%s = %s",
-							 quote_identifier(fsstate->key_column), expr);
+							 quote_identifier(plan->key_column), expr);
+	}
+	if (plan->key_mode == NIMBLE_KEYS_TYPED)
+	{
+		Relation	rel = node->ss.ss_currentRelation;
+		Form_pg_attribute key = TupleDescAttr(RelationGetDescr(rel), plan->key_attno - 1);
+		const char *collation = "";
+
+		if (OidIsValid(plan->key_collation) &&
+			!get_collation_isdeterministic(plan->key_collation))
+			collation = psprintf(" under collation %s",
+								 quote_identifier(get_collation_name(plan->key_collation)));
+		appendStringInfo(&buf, ", matched in the list by the = of %s%s (not sent: it is not the API's exact match on ids)",
+						 format_type_with_typemod(key->atttypid, key->atttypmod),
+						 collation);
 	}
 	return buf.data;
 }
@@ -355,10 +432,13 @@ nimble_explain_foreign_scan(ForeignScanState *node, ExplainState *es)
 
 	ExplainPropertyText("Nimble Resource", fsstate->table.resource->name, es);
 	ExplainPropertyText("Nimble Route", route_text(fsstate, fsplan), es);
-	if (fsstate->row_bound > 0)
-		ExplainPropertyInteger("Nimble Row Bound", NULL, fsstate->row_bound, es);
+	if (fsstate->plan.row_bound > 0)
+		ExplainPropertyInteger("Nimble Row Bound", NULL, fsstate->plan.row_bound, es);
 	if (fsplan->fdw_exprs != NIL)
 		ExplainPropertyText("Nimble Keys", keys_text(fsstate, node, es), es);
+	else if (fsstate->plan.unpushed)
+		ExplainPropertyText("Nimble Keys",
+							psprintf("none pushed: %s", fsstate->plan.unpushed), es);
 	if (es->analyze && fsstate->scan)
 	{
 		NimbleScanStats *stats = nimble_scan_stats(fsstate->scan);

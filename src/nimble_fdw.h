@@ -269,6 +269,17 @@ extern void nimble_learned_rows_per_key(Oid serverid, const char *resource,
  */
 
 
+/*
+ * How the keys of a condition are used (keys.c): sent to the API as the
+ * values' text, where that is the column type's equality; or matched in
+ * the list walk with that equality.
+ */
+typedef enum NimbleKeyMode
+{
+	NIMBLE_KEYS_EXACT,			/* text, varchar, a deterministic collation */
+	NIMBLE_KEYS_TYPED			/* any other type with a hashable "=" */
+} NimbleKeyMode;
+
 /* A set of keys: expressions, each a scalar or an array of keys. */
 typedef struct NimbleKeySet
 {
@@ -276,6 +287,9 @@ typedef struct NimbleKeySet
 	List	   *is_array;		/* parallel list of int: 1 = array of keys */
 	List	   *clauses;		/* the RestrictInfos they come from */
 	double		nkeys;			/* estimated number of keys */
+	NimbleKeyMode mode;
+	Oid			opno;			/* the "=" of every clause */
+	Oid			collation;		/* its input collation */
 } NimbleKeySet;
 
 /* Planner state for one foreign relation (baserel->fdw_private). */
@@ -288,22 +302,52 @@ typedef struct NimblePlanState
 	bool		keyed_covers;	/* keyed endpoint provides every column used */
 	bool		needs_extra;	/* a used column needs the enrichment request */
 	NimbleKeySet *keys;			/* pushed restriction keys, or NULL */
+	const char *unpushed;		/* why a key condition was not pushed, or NULL */
 	List	   *local_conds;	/* RestrictInfos evaluated locally */
 	double		est_list_items; /* estimated items of the list */
 	double		est_rows_per_key;	/* estimated rows from one keyed request */
 } NimblePlanState;
 
-/* fdw_private of the ForeignScan plan: a list indexed by this enum. */
+/*
+ * What the plan tells the executor (fdw_private of the ForeignScan),
+ * written and read by nimble_private_to_list / nimble_private_from_list
+ * only: a node list indexed by NimbleScanPrivateIndex.
+ */
+typedef struct NimblePlanPrivate
+{
+	NimbleRoute route;
+	List	   *is_array;		/* int per fdw_exprs entry: an array of keys */
+	List	   *retrieved_attrs;	/* int: the attnums to fill */
+	bool		needs_extra;	/* an enrichment request per row */
+	char	   *key_column;		/* the key column's name */
+	AttrNumber	key_attno;		/* its attnum, or InvalidAttrNumber */
+	bool		parameterized;	/* the keys come from outer rows */
+	int			row_bound;		/* most rows needed, 0 = all */
+	NimbleKeyMode key_mode;
+	Oid			key_opno;		/* TYPED: the "=" that matches */
+	Oid			key_collation;
+	char	   *unpushed;		/* why a key condition was not pushed, or NULL */
+} NimblePlanPrivate;
+
 enum NimbleScanPrivateIndex
 {
 	NimblePrivateRoute,			/* Integer: NimbleRoute */
-	NimblePrivateKeysArray,		/* List of Integer: per fdw_exprs entry */
-	NimblePrivateRetrieved,		/* List of Integer: attnums to fill */
-	NimblePrivateNeedsExtra,	/* Integer: 1 = enrichment request per row */
-	NimblePrivateKeyColumn,		/* String: name of the key column */
-	NimblePrivateParameterized,	/* Integer: 1 = keys come from outer rows */
-	NimblePrivateRowBound		/* Integer: most rows needed, 0 = all */
+	NimblePrivateKeysArray,		/* List of Integer */
+	NimblePrivateRetrieved,		/* List of Integer */
+	NimblePrivateNeedsExtra,	/* Boolean */
+	NimblePrivateKeyColumn,		/* String */
+	NimblePrivateKeyAttno,		/* Integer */
+	NimblePrivateParameterized, /* Boolean */
+	NimblePrivateRowBound,		/* Integer */
+	NimblePrivateKeyMode,		/* Integer: NimbleKeyMode */
+	NimblePrivateKeyOpno,		/* Integer: an Oid */
+	NimblePrivateKeyCollation,	/* Integer: an Oid */
+	NimblePrivateUnpushed,		/* String, "" for none */
+	NimblePrivateCount			/* the length of the list */
 };
+
+extern List *nimble_private_to_list(const NimblePlanPrivate *priv);
+extern void nimble_private_from_list(List *list, NimblePlanPrivate *priv);
 
 extern void nimble_get_rel_size(PlannerInfo *root, RelOptInfo *baserel,
 								Oid foreigntableid);
@@ -388,6 +432,23 @@ extern void nimble_body_give(char *data, size_t cap);
 extern void nimble_body_pool_init(void);
 
 /* ----------------------------------------------------------------
+ *		Keys (keys.c)
+ * ----------------------------------------------------------------
+ */
+
+typedef struct NimbleKeyMatch NimbleKeyMatch;
+
+extern int	nimble_normalize_keys(char **keys, int n);
+extern int	nimble_find_key(char **keys, int n, const char *key);
+extern NimbleKeyMatch *nimble_keymatch_create(MemoryContext cxt, Oid opno,
+											  Oid collation, Oid coltype,
+											  int32 coltypmod, Oid keytype);
+extern void nimble_keymatch_set_keys(NimbleKeyMatch *m, const Datum *values,
+									 int n);
+extern int	nimble_keymatch_count(const NimbleKeyMatch *m);
+extern bool nimble_keymatch_test(NimbleKeyMatch *m, const char *id);
+
+/* ----------------------------------------------------------------
  *		Execution (scan.c)
  * ----------------------------------------------------------------
  */
@@ -403,8 +464,8 @@ extern NimbleScan *nimble_scan_create(MemoryContext parent,
 									  List *retrieved_attrs,
 									  bool needs_extra);
 extern void nimble_scan_set_keys(NimbleScan *scan, List *keys);
+extern void nimble_scan_set_typed_keys(NimbleScan *scan, NimbleKeyMatch *match);
 extern void nimble_scan_set_row_bound(NimbleScan *scan, int64 bound);
-extern int	nimble_sort_unique_keys(char **keys, int n);
 extern bool nimble_scan_next(NimbleScan *scan, Datum *values, bool *nulls);
 extern void nimble_scan_rewind(NimbleScan *scan);
 extern NimbleScanStats *nimble_scan_stats(NimbleScan *scan);

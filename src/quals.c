@@ -29,7 +29,10 @@
 #include "optimizer/paths.h"
 #include "optimizer/planmain.h"
 #include "optimizer/restrictinfo.h"
+#include "catalog/pg_operator_d.h"
+#include "catalog/pg_type_d.h"
 #include "utils/array.h"
+#include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 
@@ -54,32 +57,59 @@
  * ----------------------------------------------------------------
  */
 
-static bool
-is_key_var(Node *node, Index relid, AttrNumber key_attno)
+/* The key column's Var under any relabeling (varchar as text), or NULL. */
+static Var *
+key_var(Node *node, Index relid, AttrNumber key_attno)
 {
 	while (node && IsA(node, RelabelType))
 		node = (Node *) ((RelabelType *) node)->arg;
-	return node && IsA(node, Var) &&
+	if (node && IsA(node, Var) &&
 		((Var *) node)->varno == relid &&
 		((Var *) node)->varattno == key_attno &&
-		((Var *) node)->varlevelsup == 0;
+		((Var *) node)->varlevelsup == 0)
+		return (Var *) node;
+	return NULL;
+}
+
+static bool
+is_key_var(Node *node, Index relid, AttrNumber key_attno)
+{
+	return key_var(node, relid, key_attno) != NULL;
 }
 
 /*
- * An operator that the API's exact match on an id can stand in for: "=",
- * hashable (so a true equality) and, for text, a deterministic collation.
+ * How a "key = value" condition can be pushed (keys.c): exactly, where the
+ * operator is text's "=" on a text or varchar column without a length (or
+ * a domain over them) under a deterministic collation: then the column's
+ * value is the API's id as it came, byte for byte, equal values are equal
+ * texts, and asking for the value's text is the same test.  Otherwise, for
+ * any other "=" that can be hashed (a true equality: citext, char(n),
+ * varchar(n), which drops trailing spaces beyond n, name, uuid, a
+ * nondeterministic collation), typed, in the list walk.  False, with
+ * *why, where it cannot be pushed at all.
  */
 static bool
-is_key_equality(Oid opno, Oid lefttype, Oid inputcollid)
+key_equality_mode(Oid opno, Var *var, Oid inputcollid, NimbleKeyMode *mode,
+				  const char **why)
 {
 	char	   *name = get_opname(opno);
+	int32		typmod = var->vartypmod;
+	Oid			base = getBaseTypeAndTypmod(var->vartype, &typmod);
 
 	if (name == NULL || strcmp(name, "=") != 0)
+		return false;			/* not an equality: nothing to tell */
+	if (!op_hashjoinable(opno, var->vartype))
+	{
+		*why = psprintf("the = of type %s cannot be hashed",
+						format_type_with_typemod(var->vartype, var->vartypmod));
 		return false;
-	if (!op_hashjoinable(opno, lefttype))
-		return false;
-	if (OidIsValid(inputcollid) && !get_collation_isdeterministic(inputcollid))
-		return false;
+	}
+	if (opno == TextEqualOperator && typmod < 0 &&
+		(base == TEXTOID || base == VARCHAROID) &&
+		(!OidIsValid(inputcollid) || get_collation_isdeterministic(inputcollid)))
+		*mode = NIMBLE_KEYS_EXACT;
+	else
+		*mode = NIMBLE_KEYS_TYPED;
 	return true;
 }
 
@@ -89,13 +119,34 @@ is_key_equality(Oid opno, Oid lefttype, Oid inputcollid)
  * clause, it may use the other relations' columns, never ours.
  */
 static bool
-is_key_source(PlannerInfo *root, Node *other, Index relid, bool join)
+is_key_source(PlannerInfo *root, Node *other, Index relid, bool join,
+			  const char **why)
 {
 	if (contain_volatile_functions(other))
+	{
+		*why = "the value is volatile";
 		return false;
+	}
 	if (join)
 		return !bms_is_member(relid, pull_varnos(root, other));
 	return !contain_var_clause(other);
+}
+
+/* One more key expression for keys, of mode; false where the modes mix. */
+static bool
+add_key_expr(NimbleKeySet *keys, Node *expr, bool is_array, double n,
+			 NimbleKeyMode mode, Oid opno, Oid collation)
+{
+	if (keys->exprs != NIL &&
+		(keys->mode != mode || keys->opno != opno || keys->collation != collation))
+		return false;
+	keys->exprs = lappend(keys->exprs, expr);
+	keys->is_array = lappend_int(keys->is_array, is_array ? 1 : 0);
+	keys->nkeys += n;
+	keys->mode = mode;
+	keys->opno = opno;
+	keys->collation = collation;
+	return true;
 }
 
 static double
@@ -115,86 +166,90 @@ array_key_count(Node *array)
 	return NIMBLE_DEFAULT_ARRAY_KEYS;
 }
 
-/* Add the keys of clause to keys; false if it is not a key condition. */
+/*
+ * Add the keys of clause to keys; false if it is not a key condition (with
+ * *why set where it is one in form but cannot be pushed).  Every arm of an
+ * OR, and every clause of a set, must use the same "=" the same way.
+ */
 static bool
 extract_keys(PlannerInfo *root, Expr *clause, Index relid,
-			 AttrNumber key_attno, bool join, NimbleKeySet *keys)
+			 AttrNumber key_attno, bool join, NimbleKeySet *keys,
+			 const char **why)
 {
+	NimbleKeyMode mode;
+
 	if (IsA(clause, OpExpr))
 	{
 		OpExpr	   *op = (OpExpr *) clause;
-		Node	   *left;
-		Node	   *right;
+		Var		   *var;
 		Node	   *other;
 
 		if (list_length(op->args) != 2)
 			return false;
-		left = linitial(op->args);
-		right = lsecond(op->args);
-		if (is_key_var(left, relid, key_attno))
-			other = right;
-		else if (is_key_var(right, relid, key_attno))
-			other = left;
+		if ((var = key_var(linitial(op->args), relid, key_attno)) != NULL)
+			other = lsecond(op->args);
+		else if ((var = key_var(lsecond(op->args), relid, key_attno)) != NULL)
+			other = linitial(op->args);
 		else
 			return false;
-		if (!is_key_equality(op->opno, exprType(left), op->inputcollid) ||
-			!is_key_source(root, other, relid, join))
+		if (!key_equality_mode(op->opno, var, op->inputcollid, &mode, why) ||
+			!is_key_source(root, other, relid, join, why))
 			return false;
-		keys->exprs = lappend(keys->exprs, other);
-		keys->is_array = lappend_int(keys->is_array, 0);
-		keys->nkeys += 1;
-		return true;
+		return add_key_expr(keys, other, false, 1, mode, op->opno, op->inputcollid);
 	}
 	if (IsA(clause, ScalarArrayOpExpr))
 	{
 		ScalarArrayOpExpr *saop = (ScalarArrayOpExpr *) clause;
 		Node	   *array = lsecond(saop->args);
+		Var		   *var = key_var(linitial(saop->args), relid, key_attno);
 
-		if (!saop->useOr ||
-			!is_key_var(linitial(saop->args), relid, key_attno) ||
-			!is_key_equality(saop->opno, exprType(linitial(saop->args)),
-							 saop->inputcollid) ||
-			!is_key_source(root, array, relid, join))
+		if (!saop->useOr || var == NULL ||
+			!key_equality_mode(saop->opno, var, saop->inputcollid, &mode, why) ||
+			!is_key_source(root, array, relid, join, why))
 			return false;
-		keys->exprs = lappend(keys->exprs, array);
-		keys->is_array = lappend_int(keys->is_array, 1);
-		keys->nkeys += array_key_count(array);
-		return true;
+		return add_key_expr(keys, array, true, array_key_count(array), mode,
+							saop->opno, saop->inputcollid);
 	}
 	if (is_orclause(clause))
 	{
 		/* batch_id = 'a' OR batch_id IN ('b', 'c'): all arms must be keys */
-		NimbleKeySet arms;
 		ListCell   *lc;
 
-		memset(&arms, 0, sizeof(arms));
 		foreach(lc, ((BoolExpr *) clause)->args)
 		{
-			if (!extract_keys(root, lfirst(lc), relid, key_attno, join, &arms))
+			if (!extract_keys(root, lfirst(lc), relid, key_attno, join, keys, why))
 				return false;
 		}
-		keys->exprs = list_concat(keys->exprs, arms.exprs);
-		keys->is_array = list_concat(keys->is_array, arms.is_array);
-		keys->nkeys += arms.nkeys;
 		return true;
 	}
 	return false;
 }
 
-/* The key set of one RestrictInfo, or NULL. */
+/* The key set of one RestrictInfo, or NULL (and *why, as extract_keys). */
 static NimbleKeySet *
 keys_of_clause(PlannerInfo *root, RestrictInfo *rinfo, Index relid,
-			   AttrNumber key_attno, bool join)
+			   AttrNumber key_attno, bool join, const char **why)
 {
 	NimbleKeySet *keys = palloc0(sizeof(NimbleKeySet));
 
-	if (!extract_keys(root, rinfo->clause, relid, key_attno, join, keys))
+	if (!extract_keys(root, rinfo->clause, relid, key_attno, join, keys, why))
 	{
 		pfree(keys);
 		return NULL;
 	}
 	keys->clauses = list_make1(rinfo);
 	return keys;
+}
+
+/* Is a better than b to push: exact before typed, then fewer keys. */
+static bool
+better_keys(const NimbleKeySet *a, const NimbleKeySet *b)
+{
+	if (b == NULL)
+		return true;
+	if (a->mode != b->mode)
+		return a->mode == NIMBLE_KEYS_EXACT;
+	return a->nkeys < b->nkeys;
 }
 
 /* ----------------------------------------------------------------
@@ -289,12 +344,31 @@ nimble_get_rel_size(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 	{
 		RestrictInfo *rinfo = lfirst_node(RestrictInfo, lc);
 		NimbleKeySet *keys = NULL;
+		const char *why = NULL;
 
 		if (ps->key_attno != InvalidAttrNumber)
-			keys = keys_of_clause(root, rinfo, baserel->relid, ps->key_attno, false);
-		if (keys && (ps->keys == NULL || keys->nkeys < ps->keys->nkeys))
+			keys = keys_of_clause(root, rinfo, baserel->relid, ps->key_attno,
+								  false, &why);
+		if (keys && better_keys(keys, ps->keys))
 			ps->keys = keys;
+		if (why && ps->unpushed == NULL)
+			ps->unpushed = why;
 		ps->local_conds = lappend(ps->local_conds, rinfo);
+	}
+	/* typed keys are matched in a list walk: without a list, nowhere */
+	if (ps->keys && ps->keys->mode == NIMBLE_KEYS_TYPED &&
+		res->list_endpoint < 0)
+	{
+		Oid			keytype;
+		int32		keytypmod;
+		Oid			keycoll;
+
+		get_atttypetypmodcoll(foreigntableid, ps->key_attno, &keytype,
+							  &keytypmod, &keycoll);
+		ps->unpushed = psprintf("the = of %s is not the API's exact match on ids, and the API cannot list %s",
+								format_type_with_typemod(keytype, keytypmod),
+								res->name);
+		ps->keys = NULL;
 	}
 
 	/* what earlier scans saw, else a guess */
@@ -328,16 +402,21 @@ nimble_get_rel_size(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
  * ----------------------------------------------------------------
  */
 
+/*
+ * The route for keys (NULL: none): exact keys go to the keyed endpoint
+ * where it serves the columns; typed keys, and no keys, walk the list.
+ */
 static NimbleRoute
-choose_route(NimblePlanState *ps, bool have_keys)
+choose_route(NimblePlanState *ps, const NimbleKeySet *keys)
 {
 	const NimbleResourceDef *res = ps->table.resource;
+	bool		exact = keys && keys->mode == NIMBLE_KEYS_EXACT;
 
-	if (have_keys && res->keyed_endpoint >= 0 && ps->keyed_covers)
+	if (exact && res->keyed_endpoint >= 0 && ps->keyed_covers)
 		return NIMBLE_ROUTE_KEYED;
 	if (res->list_rows)
 		return NIMBLE_ROUTE_LIST_ROWS;
-	return have_keys ? NIMBLE_ROUTE_KEYED : NIMBLE_ROUTE_LIST_KEYED;
+	return exact ? NIMBLE_ROUTE_KEYED : NIMBLE_ROUTE_LIST_KEYED;
 }
 
 /*
@@ -362,7 +441,9 @@ estimate_cost(NimblePlanState *ps, NimbleRoute route, double nkeys,
 			unit_requests = nkeys;
 			break;
 		case NIMBLE_ROUTE_LIST_KEYED:
-			unit_requests = ps->est_list_items;
+			/* with typed keys, a request per listed id that matches */
+			unit_requests = nkeys > 0 ? Min(nkeys, ps->est_list_items)
+				: ps->est_list_items;
 			break;
 		case NIMBLE_ROUTE_LIST_ROWS:
 			unit_requests = ps->needs_extra ?
@@ -419,7 +500,7 @@ void
 nimble_get_paths(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 {
 	NimblePlanState *ps = (NimblePlanState *) baserel->fdw_private;
-	NimbleRoute route = choose_route(ps, ps->keys != NULL);
+	NimbleRoute route = choose_route(ps, ps->keys);
 	Cost		startup;
 	Cost		total;
 	ListCell   *lc;
@@ -451,14 +532,16 @@ nimble_get_paths(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 	foreach(lc, key_join_clauses(root, baserel, ps))
 	{
 		RestrictInfo *rinfo = lfirst_node(RestrictInfo, lc);
+		const char *why = NULL;
 		NimbleKeySet *keys = keys_of_clause(root, rinfo, baserel->relid,
-											ps->key_attno, true);
+											ps->key_attno, true, &why);
 		Relids		required_outer;
 		ParamPathInfo *param_info;
 		ListCell   *lc2;
 		bool		seen = false;
 
-		if (keys == NULL)
+		/* a typed key per outer row would walk the whole list each time */
+		if (keys == NULL || keys->mode != NIMBLE_KEYS_EXACT)
 			continue;
 		required_outer = bms_union(rinfo->clause_relids, baserel->lateral_relids);
 		required_outer = bms_del_member(required_outer, baserel->relid);
@@ -474,7 +557,7 @@ nimble_get_paths(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 		done_outer = lappend(done_outer, required_outer);
 
 		param_info = get_baserel_parampathinfo(root, baserel, required_outer);
-		route = choose_route(ps, true);
+		route = choose_route(ps, keys);
 		estimate_cost(ps, route, 1, ps->est_rows_per_key, &startup, &total);
 		add_path(baserel, (Path *)
 				 nimble_create_foreignscan_path(root, baserel,
@@ -532,10 +615,11 @@ nimble_get_plan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid,
 				Plan *outer_plan)
 {
 	NimblePlanState *ps = (NimblePlanState *) baserel->fdw_private;
+	const NimbleResourceDef *res = ps->table.resource;
 	NimbleKeySet *keys = ps->keys;
-	bool		parameterized = false;
-	NimbleRoute route;
-	List	   *fdw_private;
+	NimblePlanPrivate priv;
+
+	memset(&priv, 0, sizeof(priv));
 
 	/* a parameterized path takes its keys from its join clause */
 	if (best_path->path.param_info)
@@ -544,44 +628,98 @@ nimble_get_plan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid,
 
 		foreach(lc, best_path->path.param_info->ppi_clauses)
 		{
+			const char *why = NULL;
 			NimbleKeySet *jkeys = keys_of_clause(root, lfirst_node(RestrictInfo, lc),
-												 baserel->relid, ps->key_attno, true);
+												 baserel->relid, ps->key_attno,
+												 true, &why);
 
-			if (jkeys)
+			if (jkeys && jkeys->mode == NIMBLE_KEYS_EXACT)
 			{
 				keys = jkeys;
-				parameterized = true;
+				priv.parameterized = true;
 				break;
 			}
 		}
 	}
-	if (keys == NULL && ps->table.resource->list_endpoint < 0)
+	if (keys == NULL && res->list_endpoint < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_DYNAMIC_PARAMETER_VALUE_NEEDED),
 				 errmsg("a query on foreign table \"%s\" needs a condition on %s",
-						get_rel_name(foreigntableid), ps->table.resource->key_column),
-				 errdetail("The %s API cannot list %s: each row is fetched by its %s.",
-						   ps->table.api->name, ps->table.resource->name,
-						   ps->table.resource->key_column),
-				 errhint("Add WHERE %s = '...' or %s = ANY(...), or join on %s with a table that has it.",
-						 ps->table.resource->key_column, ps->table.resource->key_column,
-						 ps->table.resource->key_column)));
-	route = choose_route(ps, keys != NULL);
+						get_rel_name(foreigntableid), res->key_column),
+				 ps->unpushed
+				 ? errdetail("The condition on %s cannot be sent to the API: %s.",
+							 res->key_column, ps->unpushed)
+				 : errdetail("The %s API cannot list %s: each row is fetched by its %s.",
+							 ps->table.api->name, res->name, res->key_column),
+				 ps->unpushed
+				 ? errhint("Declare %s as text or varchar, whose = is the API's match on ids.",
+						   res->key_column)
+				 : errhint("Add WHERE %s = '...' or %s = ANY(...), or join on %s with a table that has it.",
+						   res->key_column, res->key_column, res->key_column)));
 
-	fdw_private = list_make5(makeInteger(route),
-							 keys ? keys->is_array : NIL,
-							 retrieved_attrs(ps),
-							 makeInteger(ps->needs_extra ? 1 : 0),
-							 makeString(pstrdup(ps->table.resource->key_column)));
-	fdw_private = lappend(fdw_private, makeInteger(parameterized ? 1 : 0));
-	fdw_private = lappend(fdw_private,
-						  makeInteger(parameterized ? 0 : row_bound(root, baserel)));
+	priv.route = choose_route(ps, keys);
+	priv.is_array = keys ? keys->is_array : NIL;
+	priv.retrieved_attrs = retrieved_attrs(ps);
+	priv.needs_extra = ps->needs_extra;
+	priv.key_column = pstrdup(res->key_column);
+	priv.key_attno = ps->key_attno;
+	priv.row_bound = priv.parameterized ? 0 : row_bound(root, baserel);
+	priv.key_mode = keys ? keys->mode : NIMBLE_KEYS_EXACT;
+	priv.key_opno = keys ? keys->opno : InvalidOid;
+	priv.key_collation = keys ? keys->collation : InvalidOid;
+	priv.unpushed = keys ? NULL : (char *) ps->unpushed;
 
 	/* every condition is checked locally too, the pushed ones included */
 	return make_foreignscan(tlist,
 							extract_actual_clauses(scan_clauses, false),
 							baserel->relid,
 							keys ? keys->exprs : NIL,
-							fdw_private,
+							nimble_private_to_list(&priv),
 							NIL, NIL, outer_plan);
+}
+
+/*
+ * The plan's fdw_private from priv: a list indexed by
+ * NimbleScanPrivateIndex.  Oids go as Integers (the bits round-trip).
+ */
+List *
+nimble_private_to_list(const NimblePlanPrivate *priv)
+{
+	List	   *list = NIL;
+
+	list = lappend(list, makeInteger(priv->route));
+	list = lappend(list, priv->is_array);
+	list = lappend(list, priv->retrieved_attrs);
+	list = lappend(list, makeBoolean(priv->needs_extra));
+	list = lappend(list, makeString(priv->key_column));
+	list = lappend(list, makeInteger(priv->key_attno));
+	list = lappend(list, makeBoolean(priv->parameterized));
+	list = lappend(list, makeInteger(priv->row_bound));
+	list = lappend(list, makeInteger(priv->key_mode));
+	list = lappend(list, makeInteger((int) priv->key_opno));
+	list = lappend(list, makeInteger((int) priv->key_collation));
+	list = lappend(list, makeString(pstrdup(priv->unpushed ? priv->unpushed : "")));
+	Assert(list_length(list) == NimblePrivateCount);
+	return list;
+}
+
+/* The plan's fdw_private, back into priv. */
+void
+nimble_private_from_list(List *list, NimblePlanPrivate *priv)
+{
+	Assert(list_length(list) == NimblePrivateCount);
+	priv->route = intVal(list_nth(list, NimblePrivateRoute));
+	priv->is_array = (List *) list_nth(list, NimblePrivateKeysArray);
+	priv->retrieved_attrs = (List *) list_nth(list, NimblePrivateRetrieved);
+	priv->needs_extra = boolVal(list_nth(list, NimblePrivateNeedsExtra));
+	priv->key_column = strVal(list_nth(list, NimblePrivateKeyColumn));
+	priv->key_attno = intVal(list_nth(list, NimblePrivateKeyAttno));
+	priv->parameterized = boolVal(list_nth(list, NimblePrivateParameterized));
+	priv->row_bound = intVal(list_nth(list, NimblePrivateRowBound));
+	priv->key_mode = intVal(list_nth(list, NimblePrivateKeyMode));
+	priv->key_opno = (Oid) intVal(list_nth(list, NimblePrivateKeyOpno));
+	priv->key_collation = (Oid) intVal(list_nth(list, NimblePrivateKeyCollation));
+	priv->unpushed = strVal(list_nth(list, NimblePrivateUnpushed));
+	if (priv->unpushed[0] == '\0')
+		priv->unpushed = NULL;
 }

@@ -23,6 +23,7 @@
 #include "postgres.h"
 
 #include "access/tupdesc.h"
+#include "common/hashfn.h"
 #include "mb/pg_wchar.h"
 #include "lib/stringinfo.h"
 #include "nodes/pg_list.h"
@@ -88,13 +89,17 @@ struct NimbleScan
 	int			list_has_next_slot;
 	int			list_total_slot;
 
-	/* keys from the query, sorted and unique (NULL: no key condition) */
+	/*
+	 * keys from the query (has_keys false: no key condition): exact ones as
+	 * sorted, unique texts, or typed ones in their matcher
+	 */
 	bool		has_keys;
 	char	  **keys;
 	int			nkeys;
 	int			next_key;
 	bool	   *key_seen;		/* LIST_ROWS: which keys the walk has met */
 	int			keys_left;
+	NimbleKeyMatch *typed;		/* typed keys, or NULL */
 
 	/* the list walk */
 	NimbleHttpRequest *list_req;
@@ -102,6 +107,7 @@ struct NimbleScan
 	bool		list_done;
 	char	   *cursor;			/* cursor for the next page; NULL = first */
 	HTAB	   *seen_cursors;
+	HTAB	   *seen_ids;		/* the ids this walk has listed (IdSeen) */
 	int64		offset;			/* offset paging: items before the next page */
 	List	   *pages;			/* ListPage *, oldest first */
 
@@ -131,6 +137,12 @@ struct NimbleScan
 	const ColumnBinding *err_binding;
 	const NimbleJsonValue *err_value;
 };
+
+/* An id of the list walk, by two 64-bit hashes of its text. */
+typedef struct IdSeen
+{
+	uint64		h[2];
+} IdSeen;
 
 static void release_page_ref(NimbleScan *scan, ListPage *page);
 
@@ -288,46 +300,30 @@ nimble_scan_stats(NimbleScan *scan)
 	return &scan->stats;
 }
 
-static int
-key_cmp(const void *a, const void *b)
-{
-	return strcmp(*(char *const *) a, *(char *const *) b);
-}
-
-/* Sort keys[0..n-1] and drop repeats; returns how many are left. */
-int
-nimble_sort_unique_keys(char **keys, int n)
-{
-	int			u = 1;
-
-	if (n < 2)
-		return n;
-	qsort(keys, n, sizeof(char *), key_cmp);
-	for (int i = 1; i < n; i++)
-	{
-		if (strcmp(keys[i], keys[u - 1]) != 0)
-			keys[u++] = keys[i];
-	}
-	return u;
-}
-
 /* Forget which keys the list walk has met, for a new walk. */
 static void
 reset_key_filter(NimbleScan *scan)
 {
-	if (!scan->has_keys || scan->route != NIMBLE_ROUTE_LIST_ROWS)
+	if (!scan->has_keys || scan->route == NIMBLE_ROUTE_KEYED)
 		return;
-	memset(scan->key_seen, 0, sizeof(bool) * Max(scan->nkeys, 1));
-	scan->keys_left = scan->nkeys;
-	/* the walk stops as soon as every key was met; with none, at once */
-	if (scan->keys_left == 0)
+	if (scan->typed == NULL)
+	{
+		memset(scan->key_seen, 0, sizeof(bool) * Max(scan->nkeys, 1));
+		scan->keys_left = scan->nkeys;
+	}
+	/*
+	 * An exact walk stops as soon as every key was met (each key is one
+	 * id); a typed one reads the whole list, as one key may match many
+	 * ids.  With no keys at all, both stop at once.
+	 */
+	if (scan->nkeys == 0)
 		scan->list_done = true;
 }
 
 /*
- * The keys of the query's condition.  They are sorted and made unique
- * (IN ('a','a') is one batch), and ids that no batch can have ("", ".",
- * "..") are dropped without a request.
+ * The exact keys of the query's condition, as texts: normalized as
+ * nimble_normalize_keys says (sorted, unique, no ids that cannot be asked
+ * for), so that they are asked for once each.
  */
 void
 nimble_scan_set_keys(NimbleScan *scan, List *keys)
@@ -341,16 +337,11 @@ nimble_scan_set_keys(NimbleScan *scan, List *keys)
 	oldcxt = MemoryContextSwitchTo(scan->keys_cxt);
 
 	scan->has_keys = true;
+	scan->typed = NULL;
 	scan->keys = palloc(sizeof(char *) * Max(list_length(keys), 1));
 	foreach(lc, keys)
-	{
-		char	   *key = lfirst(lc);
-
-		if (key[0] == '\0' || strcmp(key, ".") == 0 || strcmp(key, "..") == 0)
-			continue;
-		scan->keys[n++] = pstrdup(key);
-	}
-	n = nimble_sort_unique_keys(scan->keys, n);
+		scan->keys[n++] = pstrdup(lfirst(lc));
+	n = nimble_normalize_keys(scan->keys, n);
 	scan->nkeys = n;
 	scan->next_key = 0;
 	scan->key_seen = palloc(sizeof(bool) * Max(n, 1));
@@ -358,22 +349,67 @@ nimble_scan_set_keys(NimbleScan *scan, List *keys)
 	MemoryContextSwitchTo(oldcxt);
 }
 
-/* LIST_ROWS with keys: is this item's key one of them, met for the first time? */
+/*
+ * Typed keys (keys.c): the list walk keeps the items whose id matches one
+ * of the matcher's keys by the column type's equality.  The matcher stays
+ * the caller's; it is told its keys before each call.
+ */
+void
+nimble_scan_set_typed_keys(NimbleScan *scan, NimbleKeyMatch *match)
+{
+	Assert(scan->route != NIMBLE_ROUTE_KEYED);
+	scan->has_keys = true;
+	scan->typed = match;
+	scan->nkeys = nimble_keymatch_count(match);
+	reset_key_filter(scan);
+}
+
+/* A list walk with keys: is this item's key one of them? */
 static bool
 key_wanted(NimbleScan *scan, const char *key)
 {
-	char	  **hit = bsearch(&key, scan->keys, scan->nkeys, sizeof(char *), key_cmp);
 	int			i;
 
-	if (hit == NULL)
-		return false;
-	i = hit - scan->keys;
-	if (scan->key_seen[i])
+	if (scan->typed)
+		return nimble_keymatch_test(scan->typed, key);
+	i = nimble_find_key(scan->keys, scan->nkeys, key);
+	if (i < 0 || scan->key_seen[i])
 		return false;
 	scan->key_seen[i] = true;
 	if (--scan->keys_left == 0)
 		scan->list_done = true;
 	return true;
+}
+
+/*
+ * Has this walk listed the id before?  A list that repeats one (an API
+ * that misbehaves, or an offset-paged list that shifted while it was
+ * read) gives it once, the first time: a keyed request can only give it
+ * once, and every route must give the same rows.  Ids are remembered by
+ * 128 bits of hash, 16 bytes each.
+ */
+static bool
+id_listed_before(NimbleScan *scan, const char *id)
+{
+	IdSeen		seen;
+	size_t		len = strlen(id);
+	bool		found;
+
+	if (scan->seen_ids == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(IdSeen);
+		ctl.entrysize = sizeof(IdSeen);
+		ctl.hcxt = scan->cxt;
+		scan->seen_ids = hash_create("nimble_fdw listed ids", 256, &ctl,
+									 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	seen.h[0] = hash_bytes_extended((const unsigned char *) id, len, 0);
+	seen.h[1] = hash_bytes_extended((const unsigned char *) id, len,
+									UINT64CONST(0x9E3779B97F4A7C15));
+	(void) hash_search(scan->seen_ids, &seen, HASH_ENTER, &found);
+	return found;
 }
 
 /* ----------------------------------------------------------------
@@ -648,6 +684,8 @@ next_unit(NimbleScan *scan, Unit *unit, bool may_wait)
 			int			item = page->next_item++;
 			char	   *key = item_key(scan, page, item);
 
+			if (id_listed_before(scan, key))
+				continue;
 			if (scan->has_keys && !key_wanted(scan, key))
 				continue;
 			unit->key = key;
@@ -959,6 +997,11 @@ nimble_scan_rewind(NimbleScan *scan)
 	{
 		hash_destroy(scan->seen_cursors);
 		scan->seen_cursors = NULL;
+	}
+	if (scan->seen_ids)
+	{
+		hash_destroy(scan->seen_ids);
+		scan->seen_ids = NULL;
 	}
 	scan->next_key = 0;
 	scan->rows_returned = 0;
