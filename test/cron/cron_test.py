@@ -352,7 +352,7 @@ def main():
 
         probe = rows(cur, "SELECT usr, stmt_timeout, allowed_hosts FROM nimble_local.test_probe "
                           "WHERE at >= %s", changed_at)
-        c.ok(probe[:1] == [(ROLE, "50s", "127.0.0.1")],
+        c.ok(probe[:1] == [(ROLE, "50s", "127.0.0.1:*")],
              "a job runs as %s, with the role's statement_timeout and the database's "
              "nimble_fdw.allowed_hosts" % ROLE, probe)
 
