@@ -32,6 +32,14 @@ OBJS = \
 
 EXTENSION = nimble_fdw
 DATA = nimble_fdw--1.0.sql nimble_fdw--1.0--1.1.sql
+# the manual goes with the extension (share/doc/extension/)
+DOCS = README.md
+
+# The release, from META.json (its one place): the C code knows it as
+# NIMBLE_FDW_VERSION, for the User-Agent.  The SQL-level version is the
+# control file's default_version.
+NIMBLE_FDW_VERSION := $(shell sed -n 's/^   "version": "\([^"]*\)",$$/\1/p' $(dir $(firstword $(MAKEFILE_LIST)))META.json)
+PG_CPPFLAGS = -DNIMBLE_FDW_VERSION='"$(NIMBLE_FDW_VERSION)"'
 PGFILEDESC = "nimble_fdw - foreign data wrapper for Nimble batch jobs"
 
 REGRESS = setup options batches batch_tasks batch_progress tasks decode api_scrape api_factcheck pushdown key_types explain_params joins errors cache_and_rate stats wait_batch security upgrade

@@ -35,7 +35,10 @@
 #define NIMBLE_MAX_SOCKETS 256
 #define NIMBLE_EASY_POOL 64
 #define NIMBLE_MAX_CONNECTIONS 64	/* the top of max_concurrency's range */
-#define NIMBLE_USER_AGENT "nimble_fdw/1.0"
+#ifndef NIMBLE_FDW_VERSION
+#error "NIMBLE_FDW_VERSION comes from the Makefile (META.json's version)"
+#endif
+#define NIMBLE_USER_AGENT "nimble_fdw/" NIMBLE_FDW_VERSION
 
 /* backoff as the official SDKs: 0.5 s doubling to 8 s, 25% jitter */
 #define NIMBLE_BACKOFF_START_MS 500
