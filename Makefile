@@ -6,6 +6,7 @@
 #                             missing, then make demo | make test
 
 MODULE_big = nimble_fdw
+# every API description in src/api/ is built in (adding one adds no line here)
 OBJS = \
 	src/nimble_fdw.o \
 	src/options.o \
@@ -17,10 +18,7 @@ OBJS = \
 	src/json_doc.o \
 	src/decode.o \
 	src/json_to_jsonb.o \
-	src/routes.o \
-	src/routes_nimble.o \
-	src/routes_scrape.o \
-	src/routes_factcheck.o \
+	src/columns.o \
 	src/import.o \
 	src/security.o \
 	src/option_changes.o \
@@ -28,7 +26,8 @@ OBJS = \
 	src/throttle.o \
 	src/cache.o \
 	src/stats.o \
-	src/wait.o
+	src/wait.o \
+	$(patsubst %.c,%.o,$(sort $(wildcard src/api/*.c)))
 
 EXTENSION = nimble_fdw
 DATA = nimble_fdw--1.0.sql nimble_fdw--1.0--1.1.sql
@@ -66,7 +65,7 @@ $(error $(PG_CONFIG) not found: install postgresql-server-dev-NN (./run.sh demo 
 endif
 
 # PGXS tracks no header dependencies: every object depends on our headers
-$(OBJS): src/nimble_fdw.h src/compat.h src/json_doc.h src/json_scan.h
+$(OBJS): src/nimble_fdw.h src/api/api.h src/compat.h src/json_doc.h src/json_scan.h
 
 .PHONY: demo test regress-test http2-check cron-test fuzz reliability bench
 demo:

@@ -1,5 +1,5 @@
 --
--- api_factcheck: the fact-check API of seed 004 through the same tables
+-- api_factcheck: a fact-checking API's batches through the same tables
 -- (server option api 'factcheck'; mock test/mock_factcheck.py)
 --
 \getenv fc_url NIMBLE_FACTCHECK_MOCK_URL

@@ -1,5 +1,5 @@
 --
--- api_scrape: the scraping API of seed 003 through the same tables
+-- api_scrape: a scraping API's batch progress through the same tables
 -- (server option api 'scrape'; mock test/mock_scrape.py)
 --
 \getenv scrape_url NIMBLE_SCRAPE_MOCK_URL

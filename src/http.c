@@ -97,6 +97,7 @@ struct NimbleHttpSession
 {
 	const NimbleServerOptions *opts;
 	const NimbleApiDef *api;
+	const NimbleResourceDef *res;	/* what is asked for: for messages */
 	struct curl_slist *headers; /* malloc'd by curl; carries the key */
 	uint64		key_hash;		/* tells cache entries of keys apart */
 	char	   *secret;			/* the key, and the whole value of the */
@@ -379,9 +380,9 @@ session_cleanup(void *arg)
 		explicit_bzero(session->secret_header, strlen(session->secret_header));
 }
 
-/* text with every occurrence of needle replaced by "[redacted]" */
+/* text with every occurrence of needle replaced by with (text itself: none) */
 static char *
-replace_all(const char *text, const char *needle)
+replace_all(const char *text, const char *needle, const char *with)
 {
 	size_t		nlen = strlen(needle);
 	StringInfoData buf;
@@ -394,7 +395,7 @@ replace_all(const char *text, const char *needle)
 	while ((hit = strstr(p, needle)) != NULL)
 	{
 		appendBinaryStringInfo(&buf, p, hit - p);
-		appendStringInfoString(&buf, "[redacted]");
+		appendStringInfoString(&buf, with);
 		p = hit + nlen;
 	}
 	appendStringInfoString(&buf, p);
@@ -414,7 +415,8 @@ nimble_http_redact(NimbleHttpSession *session, const char *text)
 {
 	if (text == NULL || session->secret == NULL)
 		return (char *) text;
-	return replace_all(replace_all(text, session->secret_header), session->secret);
+	return replace_all(replace_all(text, session->secret_header, "[redacted]"),
+					   session->secret, "[redacted]");
 }
 
 static void
@@ -431,8 +433,8 @@ append_header(NimbleHttpSession *session, const char *line)
 
 NimbleHttpSession *
 nimble_http_session_create(MemoryContext cxt, const NimbleServerOptions *opts,
-						   const NimbleApiDef *api, const char *api_key,
-						   NimbleScanStats *stats)
+						   const NimbleApiDef *api, const NimbleResourceDef *res,
+						   const char *api_key, NimbleScanStats *stats)
 {
 	NimbleHttpSession *session;
 	char	   *auth;
@@ -442,6 +444,7 @@ nimble_http_session_create(MemoryContext cxt, const NimbleServerOptions *opts,
 	session = MemoryContextAllocZero(cxt, sizeof(NimbleHttpSession));
 	session->opts = opts;
 	session->api = api;
+	session->res = res;
 	session->stats = stats;
 	session->global = nimble_stats_for(opts->serverid);
 	session->global->scans++;
@@ -775,8 +778,12 @@ transport_failure(NimbleHttpRequest *req)
  * it again (408, 409, 429 and 5xx, but for 501 and 505, which fail the same
  * way every time), and the hint, which says "try again" only for statuses
  * that are.  The first entry whose range holds the status decides; the last
- * is the catch-all.  404 of a keyed request is no error at all (no rows),
- * and redirects are reported apart: they are never followed.
+ * is the catch-all.  An API's description may say more of a status of its
+ * own (whether to retry it, and its hint): that comes first.  404 of a
+ * keyed request is no error at all (no rows), and redirects are reported
+ * apart: they are never followed.  In hints, {unit} and {units} stand for
+ * what the request asked for ("batch", "batches"), {key_source} for where
+ * the API's users find their key, {example_url} for the API's url.
  */
 typedef struct StatusPolicy
 {
@@ -784,19 +791,20 @@ typedef struct StatusPolicy
 	long		hi;
 	int			sqlstate;
 	bool		retry;
-	const char *hint;			/* NULL: the url hint of report_http_error */
+	const char *hint;
 } StatusPolicy;
 
 static const StatusPolicy status_policies[] = {
 	{400, 400, ERRCODE_INVALID_PARAMETER_VALUE, false,
-	"The API rejected the request's parameters: check the server's page_size option and the batch ids in the query."},
+	"The API rejected the request's parameters: check the server's page_size option and the {unit} ids in the query."},
 	{401, 401, ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION, false,
-	"Check the api_key option of the user mapping."},
+	"Check the api_key option of the user mapping: it must be the key from {key_source}."},
 	{402, 402, ERRCODE_INSUFFICIENT_RESOURCES, false,
 	"The account has no budget left or its trial has ended: check its plan."},
 	{403, 403, ERRCODE_INSUFFICIENT_PRIVILEGE, false,
-	"The key is not allowed to read batches: check the account's permissions."},
-	{404, 404, ERRCODE_FDW_TABLE_NOT_FOUND, false, NULL},
+	"The key is not allowed to read {units}: check the account's permissions."},
+	{404, 404, ERRCODE_FDW_TABLE_NOT_FOUND, false,
+	"Check that the server's url includes the API version, as in '{example_url}'."},
 	{408, 408, ERRCODE_SYSTEM_ERROR, true,
 	"The API timed out on its side; try again later."},
 	{409, 409, ERRCODE_SYSTEM_ERROR, true,
@@ -811,7 +819,7 @@ static const StatusPolicy status_policies[] = {
 	"The API failed on its side; try again later."},
 	/* the catch-all: must stay last */
 	{0, 0, ERRCODE_FDW_ERROR, false,
-	"This status is not documented for the batch endpoints."},
+	"The API does not document this status for these requests."},
 };
 
 static const StatusPolicy *
@@ -841,6 +849,8 @@ retryable(NimbleHttpRequest *req)
 		return transport_failure(req)->retry;
 	if (req->status >= 200 && req->status <= 399)
 		return false;
+	if (nimble_api_status(req->session->api, req->status))
+		return nimble_api_status(req->session->api, req->status)->retry;
 	return status_policy(req->status)->retry;
 }
 
@@ -1113,13 +1123,27 @@ report_transport_error(NimbleHttpRequest *req)
 			 errhint("%s", failure->hint)));
 }
 
+/* A hint of the status table, in the words of the session's API. */
+static char *
+status_hint(NimbleHttpSession *session, const char *hint)
+{
+	char	   *text = (char *) hint;
+
+	text = replace_all(text, "{units}", session->res->unit_plural);
+	text = replace_all(text, "{unit}", session->res->unit_noun);
+	text = replace_all(text, "{key_source}", session->api->key_source);
+	text = replace_all(text, "{example_url}", session->api->example_url);
+	return text;
+}
+
 static void
 report_http_error(NimbleHttpRequest *req)
 {
 	const NimbleApiDef *api = req->session->api;
 	const StatusPolicy *policy = status_policy(req->status);
+	const NimbleStatusDef *own = nimble_api_status(api, req->status);
 	char	   *api_msg = NULL;
-	const char *hint = policy->hint;
+	const char *hint = own ? own->hint : status_hint(req->session, policy->hint);
 
 	if (req->status >= 300 && req->status <= 399)
 		ereport(ERROR,
@@ -1130,9 +1154,6 @@ report_http_error(NimbleHttpRequest *req)
 						   nimble_http_redact(req->session, req->location)),
 				 errhint("nimble_fdw never follows redirects, which could carry the key to another host: set the server's url to the final address.")));
 
-	if (hint == NULL)
-		hint = psprintf("Check that the server's url includes the API version, as in '%s'.",
-						api->example_url);
 	if (req->body && req->len > 0)
 		api_msg = nimble_json_string_at(req->body, (int) req->len,
 										api->error_message_paths);

@@ -193,23 +193,17 @@ nimble_begin_foreign_scan(ForeignScanState *node, int eflags)
 
 	node->fdw_state = fsstate;
 	nimble_private_from_list(fsplan->fdw_private, &fsstate->plan);
-	nimble_get_table_options(relid, &fsstate->table);
-
-	server = GetForeignServer(GetForeignTable(relid)->serverid);
-	nimble_get_server_options(server, &fsstate->server);
+	server = nimble_get_table_options(relid, &fsstate->table, &fsstate->server);
 
 	/* EXPLAIN alone needs no key and makes no request */
 	if (eflags & EXEC_FLAG_EXPLAIN_ONLY)
 		return;
 
-	/* before anything else leaves the backend: may the key go there? */
-	nimble_check_allowed_host(fsstate->server.url, server);
-
 	/* the user whose mapping applies: the view owner's, for a view */
 	userid = NIMBLE_SCAN_CHECK_AS_USER(fsplan, estate);
 	if (!OidIsValid(userid))
 		userid = GetUserId();
-	api_key = nimble_get_api_key(server, userid);
+	api_key = nimble_scan_credentials(server, &fsstate->server, userid);
 
 	fsstate->key_exprs = ExecInitExprList(fsplan->fdw_exprs, (PlanState *) node);
 	fsstate->keys_stale = (fsplan->fdw_exprs != NIL);
@@ -333,7 +327,6 @@ count_constant_keys(ForeignScan *fsplan, List *is_array)
 static char *
 route_text(NimbleScanState *fsstate, ForeignScan *fsplan)
 {
-	const NimbleApiDef *api = fsstate->table.api;
 	const NimbleResourceDef *res = fsstate->table.resource;
 	const NimblePlanPrivate *plan = &fsstate->plan;
 	const char *key = plan->key_column;
@@ -348,7 +341,7 @@ route_text(NimbleScanState *fsstate, ForeignScan *fsplan)
 				int			n = count_constant_keys(fsplan, plan->is_array);
 
 				appendStringInfo(&buf, "GET %s",
-								 endpoint_text(&api->endpoints[res->keyed_endpoint], key));
+								 endpoint_text(res->keyed, key));
 				if (plan->parameterized)
 					appendStringInfoString(&buf, " per outer row");
 				else if (n >= 0)
@@ -359,17 +352,17 @@ route_text(NimbleScanState *fsstate, ForeignScan *fsplan)
 			}
 		case NIMBLE_ROUTE_LIST_KEYED:
 			appendStringInfo(&buf, "GET %s (all pages), then GET %s per %s%s",
-							 endpoint_text(&api->endpoints[res->list_endpoint], key),
-							 endpoint_text(&api->endpoints[res->keyed_endpoint], key),
+							 endpoint_text(res->list, key),
+							 endpoint_text(res->keyed, key),
 							 res->unit_noun,
 							 typed ? " whose key matches" : "");
 			break;
 		case NIMBLE_ROUTE_LIST_ROWS:
 			appendStringInfo(&buf, "GET %s (all pages)",
-							 endpoint_text(&api->endpoints[res->list_endpoint], key));
+							 endpoint_text(res->list, key));
 			if (plan->needs_extra)
 				appendStringInfo(&buf, ", then GET %s per %s%s",
-								 endpoint_text(&api->endpoints[res->extra_endpoint], key),
+								 endpoint_text(res->extra, key),
 								 res->unit_noun, typed ? " whose key matches" : "");
 			if (fsplan->fdw_exprs != NIL && !typed)
 				appendStringInfoString(&buf, ", until every key is found");

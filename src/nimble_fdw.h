@@ -25,6 +25,7 @@
 #include "postgres.h"
 
 #include "common/jsonapi.h"
+#include "api/api.h"
 #include "compat.h"
 #include "json_doc.h"
 #include "datatype/timestamp.h"
@@ -36,87 +37,9 @@
 #include "utils/relcache.h"
 
 /* ----------------------------------------------------------------
- *		The API as data (routes.c)
+ *		Routes: how a scan finds its rows (columns.c)
  * ----------------------------------------------------------------
  */
-
-/*
- * How a list endpoint pages through its items.  CURSOR needs cursor_param,
- * next_cursor and has_next; OFFSET needs offset_param and has_next or
- * total (or both).  limit_param and total are optional for either.
- */
-typedef enum NimblePaging
-{
-	NIMBLE_PAGING_NONE,			/* one response holds everything */
-	NIMBLE_PAGING_CURSOR,		/* next_cursor / has_next, sent back as cursor */
-	NIMBLE_PAGING_OFFSET		/* offset = items so far, until has_next is
-								 * false or a page is empty */
-} NimblePaging;
-
-typedef struct NimbleEndpoint
-{
-	const char *name;			/* "list", "details", "progress": for stats */
-	const char *path;			/* "/batches" or "/batches/{key}" */
-	const char *rows;			/* JSON path of the rows; "" = the body is one row */
-	bool		rows_required;	/* a body without the rows path is malformed */
-	bool		rows_single;	/* the rows path holds one object, not an array */
-	NimblePaging paging;
-	const char *cursor_param;	/* query parameter carrying the cursor */
-	const char *offset_param;	/* query parameter carrying the offset */
-	const char *limit_param;	/* query parameter carrying the page size */
-	const char *next_cursor;	/* JSON paths in the body (not in a row); */
-	const char *has_next;		/* NULL where the API has none */
-	const char *total;
-	const char *item_key;		/* list: path of each item's key, in the row */
-} NimbleEndpoint;
-
-/*
- * Where a column's value is found.  A path is a dotted JSON path relative
- * to a row; "$key" means the key the request was made for, "$row" the whole
- * row, and "#path" the number of elements of the array at path.  NULL: this
- * endpoint does not provide the column.
- */
-typedef struct NimbleColumnDef
-{
-	const char *name;
-	const char *type;			/* SQL type that IMPORT FOREIGN SCHEMA uses */
-	const char *list_path;		/* in an item of the list endpoint */
-	const char *keyed_path;		/* in a row of the resource's keyed endpoint */
-	const char *extra_path;		/* in the per-row enrichment response */
-} NimbleColumnDef;
-
-/* A column at the same path in the list's items and in the keyed rows. */
-#define NIMBLE_COLUMN_LISTED_AND_KEYED(name, type, path) \
-	{name, type, path, path, NULL}
-
-typedef struct NimbleResourceDef
-{
-	const char *name;
-	const char *key_column;		/* the column that selects keyed requests */
-	const char *unit_noun;		/* what one key names, for messages: "batch" */
-	const NimbleColumnDef *columns;
-	int			ncolumns;
-	int			keyed_endpoint; /* endpoint serving rows for one key, or -1 */
-	int			list_endpoint;	/* list walked without keys, or -1: a query
-								 * then needs a key condition */
-	bool		list_rows;		/* the list's items are this resource's rows */
-	int			extra_endpoint; /* per-row request for columns the list lacks */
-} NimbleResourceDef;
-
-typedef struct NimbleApiDef
-{
-	const char *name;			/* the server's "api" option */
-	const char *title;			/* in messages: "Nimble API request ..." */
-	const char *default_url;	/* NULL: the server needs a url */
-	const char *example_url;	/* for hints */
-	double		default_max_rps;	/* max_requests_per_second default */
-	const char *auth_header;	/* printf format taking the api key */
-	const NimbleEndpoint *endpoints;
-	int			nendpoints;
-	const NimbleResourceDef *resources;
-	int			nresources;
-	const char *const *error_message_paths; /* where error bodies say why */
-} NimbleApiDef;
 
 /* How a scan finds its rows. */
 typedef enum NimbleRoute
@@ -125,20 +48,6 @@ typedef enum NimbleRoute
 	NIMBLE_ROUTE_LIST_KEYED,	/* list walk for keys, then one request each */
 	NIMBLE_ROUTE_LIST_ROWS		/* list walk; items are rows (+ enrichment) */
 } NimbleRoute;
-
-/* the APIs (routes_*.c) */
-extern const NimbleApiDef nimble_api_def_nimble;
-extern const NimbleApiDef nimble_api_def_scrape;
-extern const NimbleApiDef nimble_api_def_factcheck;
-
-extern const NimbleApiDef *nimble_api_lookup(const char *name);
-extern char *nimble_api_names(void);
-extern char *nimble_resource_names(const NimbleApiDef *api);
-extern bool nimble_any_api_has_resource(const char *name);
-extern const NimbleResourceDef *nimble_resource_lookup(const NimbleApiDef *api,
-													   const char *name);
-extern const NimbleColumnDef *nimble_column_lookup(const NimbleResourceDef *res,
-												   const char *name);
 
 /* Which response of a scan a column's value comes from. */
 typedef enum NimbleSource
@@ -187,7 +96,11 @@ typedef struct NimbleTableOptions
 
 extern void nimble_get_server_options(ForeignServer *server,
 									  NimbleServerOptions *opts);
-extern void nimble_get_table_options(Oid relid, NimbleTableOptions *opts);
+extern ForeignServer *nimble_get_table_options(Oid relid, NimbleTableOptions *opts,
+											   NimbleServerOptions *sopts);
+extern char *nimble_scan_credentials(ForeignServer *server,
+									 const NimbleServerOptions *opts,
+									 Oid userid);
 extern char *nimble_get_column_field(Oid relid, AttrNumber attnum);
 extern char *nimble_get_api_key(ForeignServer *server, Oid userid);
 
@@ -410,6 +323,7 @@ extern void nimble_http_init(void);
 extern NimbleHttpSession *nimble_http_session_create(MemoryContext cxt,
 													 const NimbleServerOptions *opts,
 													 const NimbleApiDef *api,
+													 const NimbleResourceDef *res,
 													 const char *api_key,
 													 NimbleScanStats *stats);
 extern NimbleHttpRequest *nimble_http_request_create(NimbleHttpSession *session);

@@ -151,7 +151,7 @@ parse_real_option(const NimbleOption *opt, const char *value)
  * fragment.
  */
 static void
-check_url(const char *value)
+check_url(const char *value, const NimbleApiDef *api)
 {
 	CURLU	   *u;
 	char	   *scheme = NULL;
@@ -199,7 +199,7 @@ check_url(const char *value)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid value for option \"url\": %s", problem),
 				 errhint("Use the API base URL with its version prefix, for example '%s'.",
-						 nimble_api_def_nimble.example_url)));
+						 api->example_url)));
 }
 
 static void
@@ -217,7 +217,7 @@ check_secret(const char *name, const char *value)
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("option \"%s\" contains white space or control characters",
 							name),
-					 errhint("Paste the key exactly as the Nimble dashboard shows it.")));
+					 errhint("Paste the key exactly as the API's dashboard or account settings show it.")));
 	}
 }
 
@@ -232,8 +232,7 @@ check_resource(const char *value)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid value for option \"resource\": \"%s\"", value),
-				 errhint("Valid resources are: %s.",
-						 nimble_resource_names(&nimble_api_def_nimble))));
+				 errhint("Valid resources are: %s.", nimble_all_resource_names())));
 }
 
 /*
@@ -273,12 +272,20 @@ option_value(List *options, const char *name)
 	return NULL;
 }
 
+/* The API a server's options name, or the default one; NULL: unknown. */
+static const NimbleApiDef *
+options_api(List *options)
+{
+	const char *name = option_value(options, "api");
+
+	return name ? nimble_api_lookup(name) : nimble_api_default();
+}
+
 /* An API whose host we cannot know needs the url option. */
 static void
 check_api_needs(List *options)
 {
-	const char *name = option_value(options, "api");
-	const NimbleApiDef *api = nimble_api_lookup(name ? name : "nimble");
+	const NimbleApiDef *api = options_api(options);
 
 	if (api == NULL || api->default_url != NULL ||
 		option_value(options, "url") != NULL)
@@ -310,7 +317,8 @@ nimble_fdw_validator(PG_FUNCTION_ARGS)
 		switch (opt->kind)
 		{
 			case NIMBLE_OPT_URL:
-				check_url(value);
+				check_url(value, options_api(options) ? options_api(options)
+						  : nimble_api_default());
 				break;
 			case NIMBLE_OPT_API:
 				if (nimble_api_lookup(value) == NULL)
@@ -381,13 +389,12 @@ nimble_fdw_validator(PG_FUNCTION_ARGS)
 void
 nimble_get_server_options(ForeignServer *server, NimbleServerOptions *opts)
 {
-	const char *api_name = option_value(server->options, "api");
-	const NimbleApiDef *api = nimble_api_lookup(api_name ? api_name : "nimble");
+	const NimbleApiDef *api = options_api(server->options);
 	ListCell   *lc;
 
 	/* the validator let no unknown api in */
 	if (api == NULL)
-		elog(ERROR, "unknown api \"%s\"", api_name);
+		elog(ERROR, "server \"%s\" names an unknown api", server->servername);
 	opts->api = api;
 	/* an API without a default url cannot get here without one (validator) */
 	opts->url = pstrdup(api->default_url ? api->default_url : "");
@@ -447,21 +454,23 @@ nimble_get_server_options(ForeignServer *server, NimbleServerOptions *opts)
 }
 
 /*
- * The table's resource: the "resource" option, or else the table's name
- * when that names a resource (so imported tables need no option at all).
+ * The options of foreign table relid into opts, and of its server into
+ * sopts (read once, for both); returns the server.  The table's resource
+ * is its "resource" option, or else the table's name when that names a
+ * resource (so imported tables need no option at all).
  */
-void
-nimble_get_table_options(Oid relid, NimbleTableOptions *opts)
+ForeignServer *
+nimble_get_table_options(Oid relid, NimbleTableOptions *opts,
+						 NimbleServerOptions *sopts)
 {
 	ForeignTable *table = GetForeignTable(relid);
 	ForeignServer *server = GetForeignServer(table->serverid);
-	NimbleServerOptions sopts;
 	const char *resource;
 
-	nimble_get_server_options(server, &sopts);
+	nimble_get_server_options(server, sopts);
 	opts->relid = relid;
 	opts->serverid = table->serverid;
-	opts->api = sopts.api;
+	opts->api = sopts->api;
 
 	resource = option_value(table->options, "resource");
 	if (resource == NULL)
@@ -475,6 +484,21 @@ nimble_get_table_options(Oid relid, NimbleTableOptions *opts)
 						get_rel_name(relid), opts->api->title),
 				 errhint("Set OPTIONS (resource '...') to one of: %s.",
 						 nimble_resource_names(opts->api))));
+	return server;
+}
+
+/*
+ * What every scan passes before it may make a request, in one order, for
+ * a table's scan and for nimble_wait_batch alike: the server's url must be
+ * allowed to receive keys (nimble_fdw.allowed_hosts), then userid needs a
+ * user mapping with an api_key.  Returns the key.
+ */
+char *
+nimble_scan_credentials(ForeignServer *server, const NimbleServerOptions *opts,
+						Oid userid)
+{
+	nimble_check_allowed_host(opts->url, server);
+	return nimble_get_api_key(server, userid);
 }
 
 /* The "field" option of a column, or NULL. */

@@ -300,7 +300,6 @@ void
 nimble_get_rel_size(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 {
 	NimblePlanState *ps = palloc0(sizeof(NimblePlanState));
-	ForeignTable *table = GetForeignTable(foreigntableid);
 	Relation	rel;
 	ListCell   *lc;
 	bool		ignored;
@@ -309,9 +308,8 @@ nimble_get_rel_size(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 	const NimbleEndpoint *keyed;
 
 	baserel->fdw_private = ps;
-	nimble_get_table_options(foreigntableid, &ps->table);
+	(void) nimble_get_table_options(foreigntableid, &ps->table, &ps->server);
 	res = ps->table.resource;
-	nimble_get_server_options(GetForeignServer(table->serverid), &ps->server);
 	ps->key_attno = find_key_column(foreigntableid, ps->table.resource);
 
 	/* the columns the query reads: output and local conditions */
@@ -332,7 +330,7 @@ nimble_get_rel_size(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 			ps->attrs_used = bms_add_member(ps->attrs_used,
 											i - FirstLowInvalidHeapAttributeNumber);
 	}
-	ps->keyed_covers = ps->table.resource->keyed_endpoint >= 0 &&
+	ps->keyed_covers = ps->table.resource->keyed != NULL &&
 		route_covers(ps, RelationGetDescr(rel), NIMBLE_ROUTE_KEYED, &ignored);
 	if (ps->table.resource->list_rows)
 		(void) route_covers(ps, RelationGetDescr(rel), NIMBLE_ROUTE_LIST_ROWS,
@@ -357,7 +355,7 @@ nimble_get_rel_size(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 	}
 	/* typed keys are matched in a list walk: without a list, nowhere */
 	if (ps->keys && ps->keys->mode == NIMBLE_KEYS_TYPED &&
-		res->list_endpoint < 0)
+		res->list == NULL)
 	{
 		Oid			keytype;
 		int32		keytypmod;
@@ -373,12 +371,12 @@ nimble_get_rel_size(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 
 	/* what earlier scans saw, else a guess */
 	ps->est_list_items = NIMBLE_DEFAULT_LIST_ITEMS;
-	if (res->list_endpoint >= 0)
+	if (res->list != NULL)
 		nimble_learned_list_total(ps->table.serverid,
-								  &ps->table.api->endpoints[res->list_endpoint],
+								  res->list,
 								  &ps->est_list_items);
 	/* one row per key where a key's response is one object */
-	keyed = res->keyed_endpoint >= 0 ? &ps->table.api->endpoints[res->keyed_endpoint] : NULL;
+	keyed = res->keyed;
 	ps->est_rows_per_key = res->list_rows || keyed == NULL ||
 		keyed->rows[0] == '\0' || keyed->rows_single
 		? 1.0 : NIMBLE_DEFAULT_ROWS_PER_KEY;
@@ -412,7 +410,7 @@ choose_route(NimblePlanState *ps, const NimbleKeySet *keys)
 	const NimbleResourceDef *res = ps->table.resource;
 	bool		exact = keys && keys->mode == NIMBLE_KEYS_EXACT;
 
-	if (exact && res->keyed_endpoint >= 0 && ps->keyed_covers)
+	if (exact && res->keyed && ps->keyed_covers)
 		return NIMBLE_ROUTE_KEYED;
 	if (res->list_rows)
 		return NIMBLE_ROUTE_LIST_ROWS;
@@ -518,7 +516,7 @@ nimble_get_paths(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 	add_path(baserel, (Path *)
 			 nimble_create_foreignscan_path(root, baserel, baserel->rows,
 											ps->keys == NULL &&
-											ps->table.resource->list_endpoint < 0,
+											ps->table.resource->list == NULL,
 											startup, total,
 											baserel->lateral_relids));
 
@@ -641,7 +639,7 @@ nimble_get_plan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid,
 			}
 		}
 	}
-	if (keys == NULL && res->list_endpoint < 0)
+	if (keys == NULL && res->list == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_DYNAMIC_PARAMETER_VALUE_NEEDED),
 				 errmsg("a query on foreign table \"%s\" needs a condition on %s",

@@ -253,9 +253,9 @@ nimble_scan_create(MemoryContext parent, const NimbleTableOptions *table,
 	if (route != NIMBLE_ROUTE_KEYED)
 	{
 		/* the planner refuses such a plan (nimble_get_plan) */
-		if (res->list_endpoint < 0)
+		if (res->list == NULL)
 			elog(ERROR, "nimble_fdw: \"%s\" has no list endpoint", res->name);
-		scan->list_ep = &api->endpoints[res->list_endpoint];
+		scan->list_ep = res->list;
 		scan->list_spec = spec_for_endpoint(scan->list_ep);
 		scan->list_key_slot = nimble_doc_spec_add_row_path(scan->list_spec,
 														   scan->list_ep->item_key);
@@ -265,15 +265,15 @@ nimble_scan_create(MemoryContext parent, const NimbleTableOptions *table,
 		scan->list_req = NULL;
 	}
 	if (route == NIMBLE_ROUTE_LIST_ROWS)
-		scan->unit_ep = scan->needs_extra ? &api->endpoints[res->extra_endpoint] : NULL;
+		scan->unit_ep = scan->needs_extra ? res->extra : NULL;
 	else
-		scan->unit_ep = &api->endpoints[res->keyed_endpoint];
+		scan->unit_ep = res->keyed;
 	if (scan->unit_ep)
 		scan->unit_spec = spec_for_endpoint(scan->unit_ep);
 
 	bind_columns(scan, tupdesc, retrieved_attrs);
 
-	scan->http = nimble_http_session_create(cxt, server, api, api_key,
+	scan->http = nimble_http_session_create(cxt, server, api, res, api_key,
 											&scan->stats);
 	if (scan->list_ep)
 		scan->list_req = nimble_http_request_create(scan->http);

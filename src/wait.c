@@ -20,6 +20,7 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "catalog/pg_foreign_server.h"
+#include "catalog/pg_type_d.h"
 #include "fmgr.h"
 #include "foreign/foreign.h"
 #include "funcapi.h"
@@ -86,6 +87,18 @@ interval_to_usecs(Interval *iv)
  * nimble_wait_batch(batch_id text, timeout interval, server name DEFAULT NULL)
  * RETURNS nimble_batch_progress
  */
+/* The index of the column named name in tupdesc, or -1. */
+static int
+column_index(TupleDesc tupdesc, const char *name)
+{
+	for (int i = 0; i < tupdesc->natts; i++)
+	{
+		if (strcmp(NameStr(TupleDescAttr(tupdesc, i)->attname), name) == 0)
+			return i;
+	}
+	return -1;
+}
+
 Datum
 nimble_wait_batch(PG_FUNCTION_ARGS)
 {
@@ -94,11 +107,12 @@ nimble_wait_batch(PG_FUNCTION_ARGS)
 	ForeignServer *server;
 	NimbleServerOptions sopts;
 	NimbleTableOptions topts;
-	const NimbleColumnDef *completed_col;
+	const NimbleWaitDef *wait;
 	TupleDesc	tupdesc;
 	List	   *attrs = NIL;
-	int			completed_att = -1;
+	int			done_att = -1;
 	int			progress_att = -1;
+	Oid			progress_out = InvalidOid;
 	Oid			handler;
 	char	   *api_key;
 	TimestampTz deadline;
@@ -135,39 +149,48 @@ nimble_wait_batch(PG_FUNCTION_ARGS)
 		elog(ERROR, "nimble_wait_batch must return a composite type");
 	tupdesc = BlessTupleDesc(tupdesc);
 	for (int i = 0; i < tupdesc->natts; i++)
-	{
 		attrs = lappend_int(attrs, i + 1);
-		if (strcmp(NameStr(TupleDescAttr(tupdesc, i)->attname), "completed") == 0)
-			completed_att = i;
-		else if (strcmp(NameStr(TupleDescAttr(tupdesc, i)->attname), "progress") == 0)
-			progress_att = i;
-	}
-	Assert(completed_att >= 0 && progress_att >= 0);
 
-	/* the same checks as a scan of batch_progress, in the same order */
-	nimble_get_server_options(server, &sopts);
 	handler = GetForeignDataWrapper(server->fdwid)->fdwhandler;
 	if (!OidIsValid(handler) ||
 		strcmp(get_func_name(handler), "nimble_fdw_handler") != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("server \"%s\" is not a nimble_fdw server", server->servername)));
+	nimble_get_server_options(server, &sopts);
 	sopts.cache_ttl = 0;
+
+	/*
+	 * What to poll is the API's to say: a resource with one row per batch
+	 * key and a boolean that turns true, which the returned type must hold.
+	 */
+	wait = sopts.api->wait;
 	topts.relid = InvalidOid;
 	topts.serverid = server->serverid;
 	topts.api = sopts.api;
-	topts.resource = nimble_resource_lookup(topts.api, "batch_progress");
-	/* the returned type is Nimble's progress: the API must have its shape */
-	completed_col = topts.resource ? nimble_column_lookup(topts.resource, "completed") : NULL;
-	if (topts.resource == NULL || topts.resource->keyed_endpoint < 0 ||
-		completed_col == NULL || strcmp(completed_col->type, "boolean") != 0)
+	topts.resource = wait ? nimble_resource_lookup(sopts.api, wait->resource) : NULL;
+	if (wait)
+	{
+		done_att = column_index(tupdesc, wait->done_column);
+		progress_att = column_index(tupdesc, wait->progress_column);
+	}
+	if (topts.resource == NULL || topts.resource->keyed == NULL ||
+		done_att < 0 || TupleDescAttr(tupdesc, done_att)->atttypid != BOOLOID)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("the %s API of server \"%s\" has no batch progress to wait on",
 						sopts.api->name, server->servername),
-				 errhint("nimble_wait_batch needs a batch_progress with a boolean \"completed\"; poll batch_progress instead.")));
-	nimble_check_allowed_host(sopts.url, server);
-	api_key = nimble_get_api_key(server, GetUserId());
+				 errhint("Poll the API's batch_progress table instead.")));
+	if (progress_att >= 0)
+	{
+		bool		varlena;
+
+		getTypeOutputInfo(TupleDescAttr(tupdesc, progress_att)->atttypid,
+						  &progress_out, &varlena);
+	}
+
+	/* the same checks as a scan, in the same order */
+	api_key = nimble_scan_credentials(server, &sopts, GetUserId());
 
 	values = palloc(sizeof(Datum) * tupdesc->natts);
 	nulls = palloc(sizeof(bool) * tupdesc->natts);
@@ -194,7 +217,7 @@ nimble_wait_batch(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_UNDEFINED_OBJECT),
 					 errmsg("batch \"%s\" does not exist", batch_id),
 					 errhint("The API answered 404 for its progress: check the batch id and the server's api key.")));
-		if (!nulls[completed_att] && DatumGetBool(values[completed_att]))
+		if (!nulls[done_att] && DatumGetBool(values[done_att]))
 		{
 			/* the row, copied out of the poll's memory before it goes */
 			HeapTuple	tuple = heap_form_tuple(tupdesc, values, nulls);
@@ -205,8 +228,8 @@ nimble_wait_batch(PG_FUNCTION_ARGS)
 		}
 		if (last_progress)
 			pfree(last_progress);
-		last_progress = nulls[progress_att] ? NULL
-			: DatumGetCString(DirectFunctionCall1(numeric_out, values[progress_att]));
+		last_progress = progress_att < 0 || nulls[progress_att] ? NULL
+			: OidOutputFunctionCall(progress_out, values[progress_att]);
 		MemoryContextReset(poll_cxt);
 
 		now = GetCurrentTimestamp();

@@ -1,44 +1,40 @@
 /*-------------------------------------------------------------------------
  *
- * routes_factcheck.c
+ * factcheck.c
  *		  A fact-checking API's batches, described as data.
  *
  * GET {url}/batch/{id} answers the batch object itself; GET {url}/batch
  * lists them, paged by limit and offset, as {"data": [...], "pagination":
  * {"total", "limit", "offset", "hasMore"}}.  The API has no per-item
- * endpoint, so it serves batches and batch_progress only.  The seed is
- * ../shared/seeds/004_*; test/mock_factcheck.py is shaped the same.
+ * endpoint, so it serves batches and batch_progress only.  Its reference
+ * documents GET /batch/{id} alone: the list's shape and the error body
+ * ({"error": {"code", "message"}}) follow its other endpoints, and it names
+ * no host, so a server needs a url.  test/mock_factcheck.py is shaped the
+ * same.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
-#include "nimble_fdw.h"
+#include "api.h"
 
-enum
-{
-	FACTCHECK_EP_LIST,
-	FACTCHECK_EP_BATCH
+/* GET /batch?limit=&offset= */
+static const NimbleEndpoint factcheck_list = {
+	.path = "/batch",
+	.rows = "data",
+	.rows_required = true,
+	.paging = NIMBLE_PAGING_OFFSET,
+	.offset_param = "offset",
+	.limit_param = "limit",
+	.has_next = "pagination.hasMore",
+	.total = "pagination.total",
+	.item_key = "id",
 };
 
-static const NimbleEndpoint factcheck_endpoints[] = {
-	[FACTCHECK_EP_LIST] = {
-		.name = "list",
-		.path = "/batch",
-		.rows = "data",
-		.rows_required = true,
-		.paging = NIMBLE_PAGING_OFFSET,
-		.offset_param = "offset",
-		.limit_param = "limit",
-		.has_next = "pagination.hasMore",
-		.total = "pagination.total",
-		.item_key = "id",
-	},
-	[FACTCHECK_EP_BATCH] = {
-		.name = "batch",
-		.path = "/batch/{key}",
-		.rows = "",
-	},
+/* the batch object itself */
+static const NimbleEndpoint factcheck_batch = {
+	.path = "/batch/{key}",
+	.rows = "",
 };
 
 /* the list's items are the same objects as GET /batch/{id} */
@@ -83,23 +79,23 @@ static const NimbleResourceDef factcheck_resources[] = {
 		.name = "batches",
 		.key_column = "batch_id",
 		.unit_noun = "batch",
+		.unit_plural = "batches",
 		.columns = factcheck_batches_columns,
 		.ncolumns = lengthof(factcheck_batches_columns),
-		.keyed_endpoint = FACTCHECK_EP_BATCH,
-		.list_endpoint = FACTCHECK_EP_LIST,
+		.keyed = &factcheck_batch,
+		.list = &factcheck_list,
 		.list_rows = true,
-		.extra_endpoint = -1,
 	},
 	{
 		.name = "batch_progress",
 		.key_column = "batch_id",
 		.unit_noun = "batch",
+		.unit_plural = "batches",
 		.columns = factcheck_progress_columns,
 		.ncolumns = lengthof(factcheck_progress_columns),
-		.keyed_endpoint = FACTCHECK_EP_BATCH,
-		.list_endpoint = FACTCHECK_EP_LIST,
+		.keyed = &factcheck_batch,
+		.list = &factcheck_list,
 		.list_rows = true,
-		.extra_endpoint = -1,
 	},
 };
 
@@ -109,12 +105,11 @@ static const char *const factcheck_error_paths[] = {"error.message", "message", 
 const NimbleApiDef nimble_api_def_factcheck = {
 	.name = "factcheck",
 	.title = "fact-check",
-	.default_url = NULL,		/* the seed names no host */
+	.default_url = NULL,		/* its reference names no host */
 	.example_url = "https://factcheck.example.com/v1",
 	.default_max_rps = 0,		/* no documented limit */
 	.auth_header = "Authorization: Bearer %s",
-	.endpoints = factcheck_endpoints,
-	.nendpoints = lengthof(factcheck_endpoints),
+	.key_source = "the API's account settings",
 	.resources = factcheck_resources,
 	.nresources = lengthof(factcheck_resources),
 	.error_message_paths = factcheck_error_paths,

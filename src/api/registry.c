@@ -1,13 +1,12 @@
 /*-------------------------------------------------------------------------
  *
- * routes.c
- *		  The batch APIs nimble_fdw speaks, and lookups in their tables.
+ * registry.c
+ *		  The batch APIs nimble_fdw speaks, and lookups in their descriptions.
  *
- * Each API is data in a file of its own (routes_nimble.c, routes_scrape.c,
- * routes_factcheck.c): endpoints, resources, columns, the auth header and
- * where error bodies say why.  The scan, HTTP and decoding code are driven
- * by those tables, so another batch API of the same shape (batch, its
- * items, its progress) is another file of tables and a line below, not
+ * Each API is data in a file of its own in this folder (api.h says what
+ * a description holds).  The scan, HTTP and decoding code are driven by
+ * the descriptions, so another batch API of the same shape (batch, its
+ * items, its progress) is another file and a line in the list below, not
  * another copy of the scan.
  *
  *-------------------------------------------------------------------------
@@ -16,14 +15,21 @@
 
 #include "lib/stringinfo.h"
 
-#include "nimble_fdw.h"
+#include "api.h"
 
+/* the descriptions, one per file of this folder */
+extern const NimbleApiDef nimble_api_def_nimble;
+extern const NimbleApiDef nimble_api_def_scrape;
+extern const NimbleApiDef nimble_api_def_factcheck;
+
+/* every API; the first is a server's when it names none */
 static const NimbleApiDef *const all_apis[] = {
 	&nimble_api_def_nimble,
 	&nimble_api_def_scrape,
 	&nimble_api_def_factcheck,
 };
 
+/* The API named name (a server's "api" option), or NULL. */
 const NimbleApiDef *
 nimble_api_lookup(const char *name)
 {
@@ -33,6 +39,13 @@ nimble_api_lookup(const char *name)
 			return all_apis[i];
 	}
 	return NULL;
+}
+
+/* The API of a server without an "api" option. */
+const NimbleApiDef *
+nimble_api_default(void)
+{
+	return all_apis[0];
 }
 
 /* "nimble, scrape, factcheck": for hints. */
@@ -60,6 +73,23 @@ nimble_resource_names(const NimbleApiDef *api)
 }
 
 /*
+ * Every API's resources, as "batches, ... (nimble); ... (scrape)": for the
+ * hint of a table's options, which are checked before the table knows its
+ * server, hence its API.
+ */
+char *
+nimble_all_resource_names(void)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (int i = 0; i < lengthof(all_apis); i++)
+		appendStringInfo(&buf, "%s%s (api %s)", i > 0 ? "; " : "",
+						 nimble_resource_names(all_apis[i]), all_apis[i]->name);
+	return buf.data;
+}
+
+/*
  * Does any API serve a resource of this name?  A table's options are
  * checked before it knows its server, hence its API.
  */
@@ -74,6 +104,7 @@ nimble_any_api_has_resource(const char *name)
 	return false;
 }
 
+/* The resource of api named name, or NULL. */
 const NimbleResourceDef *
 nimble_resource_lookup(const NimbleApiDef *api, const char *name)
 {
@@ -85,6 +116,7 @@ nimble_resource_lookup(const NimbleApiDef *api, const char *name)
 	return NULL;
 }
 
+/* The built-in column of res named name, or NULL. */
 const NimbleColumnDef *
 nimble_column_lookup(const NimbleResourceDef *res, const char *name)
 {
@@ -96,49 +128,14 @@ nimble_column_lookup(const NimbleResourceDef *res, const char *name)
 	return NULL;
 }
 
-/*
- * Where a column's value comes from on a route: the JSON path, and which
- * response holds it.  A column with a "field" option, or one whose name is
- * not a known column, is read from the resource's own rows: the list items
- * of a listed resource, the keyed rows otherwise.  The planner and the scan
- * both ask here, so they cannot disagree.
- */
-const char *
-nimble_column_path(const NimbleResourceDef *res, const char *colname,
-				   const char *field, NimbleRoute route, NimbleSource *source)
+/* What api documents of an HTTP status, or NULL where it says nothing. */
+const NimbleStatusDef *
+nimble_api_status(const NimbleApiDef *api, long status)
 {
-	const NimbleColumnDef *col = field ? NULL : nimble_column_lookup(res, colname);
-	const char *path = field ? field : colname;
-
-	if (col == NULL)
+	for (const NimbleStatusDef *def = api->statuses; def && def->status; def++)
 	{
-		if (res->list_rows)
-		{
-			*source = route == NIMBLE_ROUTE_LIST_ROWS ? NIMBLE_SRC_LIST : NIMBLE_SRC_NONE;
-			return *source == NIMBLE_SRC_NONE ? NULL : path;
-		}
-		*source = route == NIMBLE_ROUTE_LIST_ROWS ? NIMBLE_SRC_NONE : NIMBLE_SRC_KEYED;
-		return *source == NIMBLE_SRC_NONE ? NULL : path;
+		if (def->status == status)
+			return def;
 	}
-
-	if (route == NIMBLE_ROUTE_LIST_ROWS)
-	{
-		if (col->list_path)
-		{
-			*source = NIMBLE_SRC_LIST;
-			return col->list_path;
-		}
-		if (col->extra_path && res->extra_endpoint >= 0)
-		{
-			*source = NIMBLE_SRC_EXTRA;
-			return col->extra_path;
-		}
-	}
-	else if (col->keyed_path && res->keyed_endpoint >= 0)
-	{
-		*source = NIMBLE_SRC_KEYED;
-		return col->keyed_path;
-	}
-	*source = NIMBLE_SRC_NONE;
 	return NULL;
 }

@@ -1,41 +1,34 @@
 /*-------------------------------------------------------------------------
  *
- * routes_scrape.c
+ * scrape.c
  *		  A scraping API's batch progress, described as data.
  *
  * One endpoint, GET {url}/scrape/batch/{batch_id}/progress, answers
  * {"success": true, "data": {...progress..., "jobs": [...]}}: the progress
  * is batch_progress (and batches), its jobs are batch_tasks.  The API lists
  * no batches, so every table needs batch ids.  The key goes in X-API-Key.
- * The seed is ../shared/seeds/003_*; test/mock_scrape.py is shaped the same.
+ * The API documents its success body only; errors are taken to be
+ * {"success": false, "error": {"code", "message"}}, and no rate limit is
+ * documented.  test/mock_scrape.py is shaped the same.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
-#include "nimble_fdw.h"
-
-enum
-{
-	SCRAPE_EP_PROGRESS,
-	SCRAPE_EP_JOBS
-};
+#include "api.h"
 
 /* the same response, read for its progress or for its jobs */
-static const NimbleEndpoint scrape_endpoints[] = {
-	[SCRAPE_EP_PROGRESS] = {
-		.name = "progress",
-		.path = "/scrape/batch/{key}/progress",
-		.rows = "data",
-		.rows_required = true,
-		.rows_single = true,
-	},
-	[SCRAPE_EP_JOBS] = {
-		.name = "jobs",
-		.path = "/scrape/batch/{key}/progress",
-		.rows = "data.jobs",
-		.rows_required = true,
-	},
+static const NimbleEndpoint scrape_progress = {
+	.path = "/scrape/batch/{key}/progress",
+	.rows = "data",
+	.rows_required = true,
+	.rows_single = true,
+};
+
+static const NimbleEndpoint scrape_jobs = {
+	.path = "/scrape/batch/{key}/progress",
+	.rows = "data.jobs",
+	.rows_required = true,
 };
 
 static const NimbleColumnDef scrape_progress_columns[] = {
@@ -62,31 +55,28 @@ static const NimbleResourceDef scrape_resources[] = {
 		.name = "batches",
 		.key_column = "batch_id",
 		.unit_noun = "batch",
+		.unit_plural = "batches",
 		.columns = scrape_progress_columns,
 		.ncolumns = lengthof(scrape_progress_columns),
-		.keyed_endpoint = SCRAPE_EP_PROGRESS,
-		.list_endpoint = -1,
-		.extra_endpoint = -1,
+		.keyed = &scrape_progress,
 	},
 	{
 		.name = "batch_tasks",
 		.key_column = "batch_id",
 		.unit_noun = "batch",
+		.unit_plural = "batches",
 		.columns = scrape_jobs_columns,
 		.ncolumns = lengthof(scrape_jobs_columns),
-		.keyed_endpoint = SCRAPE_EP_JOBS,
-		.list_endpoint = -1,
-		.extra_endpoint = -1,
+		.keyed = &scrape_jobs,
 	},
 	{
 		.name = "batch_progress",
 		.key_column = "batch_id",
 		.unit_noun = "batch",
+		.unit_plural = "batches",
 		.columns = scrape_progress_columns,
 		.ncolumns = lengthof(scrape_progress_columns),
-		.keyed_endpoint = SCRAPE_EP_PROGRESS,
-		.list_endpoint = -1,
-		.extra_endpoint = -1,
+		.keyed = &scrape_progress,
 	},
 };
 
@@ -100,8 +90,7 @@ const NimbleApiDef nimble_api_def_scrape = {
 	.example_url = "https://api.aitronos.com/api/v1",
 	.default_max_rps = 0,		/* no documented limit */
 	.auth_header = "X-API-Key: %s",
-	.endpoints = scrape_endpoints,
-	.nendpoints = lengthof(scrape_endpoints),
+	.key_source = "the API's account settings",
 	.resources = scrape_resources,
 	.nresources = lengthof(scrape_resources),
 	.error_message_paths = scrape_error_paths,

@@ -1,82 +1,73 @@
 /*-------------------------------------------------------------------------
  *
- * routes_nimble.c
- *		  The Nimble batch API described as data.
+ * nimble.c
+ *		  The Nimble web-data API's batch jobs, described as data.
  *
  * Nimble's endpoints, resources and field names: the batch list, a batch's
- * tasks, its progress, and the tasks API.  Facts the spec leaves open are in
- * ../shared/design.md; the mock in test/mock_nimble.py is shaped the same.
+ * tasks, its progress, and the tasks API.  Where the API reference is
+ * silent, the SDKs decide: the list takes the cursor and limit parameters
+ * of the sibling GET /tasks; the SDKs retry 408, 409, 429 and 5xx (555 is
+ * Nimble's own request timeout); the default plan allows 83 requests a
+ * second per key.  test/mock_nimble.py is shaped the same.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
-#include "nimble_fdw.h"
+#include "api.h"
 
-/* Endpoint indexes of the Nimble table. */
-enum
-{
-	NIMBLE_EP_LIST,
-	NIMBLE_EP_DETAILS,
-	NIMBLE_EP_PROGRESS,
-	NIMBLE_EP_TASKS,
-	NIMBLE_EP_TASK,
-	NIMBLE_EP_TASK_RESULTS
+/* GET /batches: cursor pagination, newest first */
+static const NimbleEndpoint batch_list = {
+	.path = "/batches",
+	.rows = "data",
+	.rows_required = true,
+	.paging = NIMBLE_PAGING_CURSOR,
+	.cursor_param = "cursor",
+	.limit_param = "limit",
+	.next_cursor = "pagination.next_cursor",
+	.has_next = "pagination.has_next",
+	.total = "pagination.total",
+	.item_key = "id",
 };
 
-static const NimbleEndpoint nimble_endpoints[] = {
-	[NIMBLE_EP_LIST] = {
-		.name = "list",
-		.path = "/batches",
-		.rows = "data",
-		.rows_required = true,
-		.paging = NIMBLE_PAGING_CURSOR,
-		.cursor_param = "cursor",
-		.limit_param = "limit",
-		.next_cursor = "pagination.next_cursor",
-		.has_next = "pagination.has_next",
-		.total = "pagination.total",
-		.item_key = "id",
-	},
-	[NIMBLE_EP_DETAILS] = {
-		.name = "details",
-		.path = "/batches/{key}",
-		.rows = "tasks",
-		.rows_required = true,
-	},
-	[NIMBLE_EP_PROGRESS] = {
-		.name = "progress",
-		.path = "/batches/{key}/progress",
-		.rows = "",
-	},
-	/* the tasks of every batch, paged like /batches */
-	[NIMBLE_EP_TASKS] = {
-		.name = "tasks",
-		.path = "/tasks",
-		.rows = "data",
-		.rows_required = true,
-		.paging = NIMBLE_PAGING_CURSOR,
-		.cursor_param = "cursor",
-		.limit_param = "limit",
-		.next_cursor = "pagination.next_cursor",
-		.has_next = "pagination.has_next",
-		.total = "pagination.total",
-		.item_key = "id",
-	},
-	/* one task: {"task": {...}} */
-	[NIMBLE_EP_TASK] = {
-		.name = "task",
-		.path = "/tasks/{key}",
-		.rows = "task",
-		.rows_required = true,
-		.rows_single = true,
-	},
-	/* a finished task's results: the body is the result */
-	[NIMBLE_EP_TASK_RESULTS] = {
-		.name = "results",
-		.path = "/tasks/{key}/results",
-		.rows = "",
-	},
+/* a batch with its tasks */
+static const NimbleEndpoint batch_details = {
+	.path = "/batches/{key}",
+	.rows = "tasks",
+	.rows_required = true,
+};
+
+static const NimbleEndpoint batch_progress = {
+	.path = "/batches/{key}/progress",
+	.rows = "",
+};
+
+/* the tasks of every batch, paged like /batches */
+static const NimbleEndpoint task_list = {
+	.path = "/tasks",
+	.rows = "data",
+	.rows_required = true,
+	.paging = NIMBLE_PAGING_CURSOR,
+	.cursor_param = "cursor",
+	.limit_param = "limit",
+	.next_cursor = "pagination.next_cursor",
+	.has_next = "pagination.has_next",
+	.total = "pagination.total",
+	.item_key = "id",
+};
+
+/* one task: {"task": {...}} */
+static const NimbleEndpoint task = {
+	.path = "/tasks/{key}",
+	.rows = "task",
+	.rows_required = true,
+	.rows_single = true,
+};
+
+/* a finished task's results: the body is the result */
+static const NimbleEndpoint task_results = {
+	.path = "/tasks/{key}/results",
+	.rows = "",
 };
 
 /*
@@ -160,61 +151,70 @@ static const NimbleResourceDef nimble_resources[] = {
 		.name = "batches",
 		.key_column = "batch_id",
 		.unit_noun = "batch",
+		.unit_plural = "batches",
 		.columns = nimble_batches_columns,
 		.ncolumns = lengthof(nimble_batches_columns),
-		.keyed_endpoint = NIMBLE_EP_PROGRESS,
-		.list_endpoint = NIMBLE_EP_LIST,
+		.keyed = &batch_progress,
+		.list = &batch_list,
 		.list_rows = true,
-		.extra_endpoint = NIMBLE_EP_PROGRESS,
+		.extra = &batch_progress,
 	},
 	{
 		.name = "batch_tasks",
 		.key_column = "batch_id",
 		.unit_noun = "batch",
+		.unit_plural = "batches",
 		.columns = nimble_batch_tasks_columns,
 		.ncolumns = lengthof(nimble_batch_tasks_columns),
-		.keyed_endpoint = NIMBLE_EP_DETAILS,
-		.list_endpoint = NIMBLE_EP_LIST,
-		.list_rows = false,
-		.extra_endpoint = -1,
+		.keyed = &batch_details,
+		.list = &batch_list,
 	},
 	{
 		.name = "batch_progress",
 		.key_column = "batch_id",
 		.unit_noun = "batch",
+		.unit_plural = "batches",
 		.columns = nimble_batch_progress_columns,
 		.ncolumns = lengthof(nimble_batch_progress_columns),
-		.keyed_endpoint = NIMBLE_EP_PROGRESS,
-		.list_endpoint = NIMBLE_EP_LIST,
-		.list_rows = false,
-		.extra_endpoint = -1,
+		.keyed = &batch_progress,
+		.list = &batch_list,
 	},
 	{
 		.name = "tasks",
 		.key_column = "task_id",
 		.unit_noun = "task",
+		.unit_plural = "tasks",
 		.columns = nimble_tasks_columns,
 		.ncolumns = lengthof(nimble_tasks_columns),
-		.keyed_endpoint = NIMBLE_EP_TASK,
-		.list_endpoint = NIMBLE_EP_TASKS,
+		.keyed = &task,
+		.list = &task_list,
 		.list_rows = true,
-		.extra_endpoint = -1,
 	},
 	{
 		.name = "task_results",
 		.key_column = "task_id",
 		.unit_noun = "task",
+		.unit_plural = "tasks",
 		.columns = nimble_task_results_columns,
 		.ncolumns = lengthof(nimble_task_results_columns),
-		.keyed_endpoint = NIMBLE_EP_TASK_RESULTS,
-		.list_endpoint = -1,
-		.list_rows = false,
-		.extra_endpoint = -1,
+		.keyed = &task_results,
 	},
 };
 
 /* Nimble's error bodies carry "msg" (400/402/429), "error" (404), "message" (500). */
 static const char *const nimble_error_paths[] = {"msg", "error", "message", NULL};
+
+static const NimbleStatusDef nimble_statuses[] = {
+	{555, true, "The API timed out on its side (its own request timeout); try again later."},
+	{0},
+};
+
+/* a batch is done when its progress says "completed" */
+static const NimbleWaitDef nimble_wait = {
+	.resource = "batch_progress",
+	.done_column = "completed",
+	.progress_column = "progress",
+};
 
 const NimbleApiDef nimble_api_def_nimble = {
 	.name = "nimble",
@@ -223,9 +223,10 @@ const NimbleApiDef nimble_api_def_nimble = {
 	.example_url = "https://sdk.nimbleway.com/v1",
 	.default_max_rps = 83,		/* the default plan's limit, per key */
 	.auth_header = "Authorization: Bearer %s",
-	.endpoints = nimble_endpoints,
-	.nendpoints = lengthof(nimble_endpoints),
+	.key_source = "the Nimble dashboard",
 	.resources = nimble_resources,
 	.nresources = lengthof(nimble_resources),
 	.error_message_paths = nimble_error_paths,
+	.statuses = nimble_statuses,
+	.wait = &nimble_wait,
 };
