@@ -34,7 +34,6 @@
 
 #define NIMBLE_MAX_SOCKETS 256
 #define NIMBLE_EASY_POOL 64
-#define NIMBLE_MAX_CONNECTIONS 64	/* the top of max_concurrency's range */
 #ifndef NIMBLE_FDW_VERSION
 #error "NIMBLE_FDW_VERSION comes from the Makefile (META.json's version)"
 #endif
@@ -304,7 +303,7 @@ get_multi(void)
 		 * default cache is 4 x the transfers still attached, so the end of
 		 * a scan of 8 concurrent HTTP/1.1 transfers would close some.
 		 */
-		curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, (long) NIMBLE_MAX_CONNECTIONS);
+		curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, (long) NIMBLE_MAX_CONCURRENCY);
 		nimble_multi = multi;
 	}
 	return nimble_multi;

@@ -68,6 +68,9 @@ extern const char *nimble_column_path(const NimbleResourceDef *res,
  */
 
 
+/* the top of max_concurrency's range: connections one backend keeps */
+#define NIMBLE_MAX_CONCURRENCY 64
+
 typedef struct NimbleServerOptions
 {
 	char	   *url;			/* base url, version prefix included, no

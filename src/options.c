@@ -34,42 +34,73 @@ PG_FUNCTION_INFO_V1(nimble_fdw_validator);
 
 typedef enum NimbleOptionKind
 {
-	NIMBLE_OPT_URL,
-	NIMBLE_OPT_API,
-	NIMBLE_OPT_INT,
-	NIMBLE_OPT_SECRET,
-	NIMBLE_OPT_RESOURCE,
-	NIMBLE_OPT_FIELD,
-	NIMBLE_OPT_BOOL,
-	NIMBLE_OPT_PATH,
-	NIMBLE_OPT_REAL
+	NIMBLE_OPT_URL,				/* char *: an http(s) url */
+	NIMBLE_OPT_API,				/* the name of an API description */
+	NIMBLE_OPT_INT,				/* int, in [min, max] */
+	NIMBLE_OPT_INT64,			/* int64, in [min, max] */
+	NIMBLE_OPT_REAL,			/* double, in [min, max] */
+	NIMBLE_OPT_BOOL,			/* bool */
+	NIMBLE_OPT_PATH,			/* char *: an absolute path */
+	NIMBLE_OPT_SECRET,			/* a key: no white space */
+	NIMBLE_OPT_RESOURCE,		/* the name of a resource */
+	NIMBLE_OPT_FIELD			/* a JSON path, "$key", "$row" or "#path" */
 } NimbleOptionKind;
 
+/* Who may give an option a value. */
+typedef enum NimbleOptionGuard
+{
+	NIMBLE_ANYONE,				/* whoever may change the object */
+	NIMBLE_SUPERUSER,			/* superusers only, any value */
+	NIMBLE_SUPERUSER_FALSE		/* superusers only, to set it false */
+} NimbleOptionGuard;
+
+#define NOT_STORED ((size_t) -1)
+
+/*
+ * Every option: its name and catalog, how its value is checked (kind and
+ * range), its default, where NimbleServerOptions keeps it, and who may set
+ * it (with why, for the hint).  The validator, the lookup of a server's
+ * options and the error hints all read this table; README section 4 is its
+ * manual.  A default of NULL is none, or the server's API's (url,
+ * max_requests_per_second: see nimble_get_server_options).
+ */
 typedef struct NimbleOption
 {
 	const char *name;
 	Oid			context;		/* catalog the option belongs to */
 	NimbleOptionKind kind;
-	int64		min;			/* NIMBLE_OPT_INT: allowed range */
-	int64		max;
+	double		min;			/* INT, INT64, REAL: allowed range */
+	double		max;
+	const char *default_value;
+	size_t		offset;			/* in NimbleServerOptions, or NOT_STORED */
+	NimbleOptionGuard guard;
+	const char *guard_why;
 } NimbleOption;
 
+#define SERVER(field) offsetof(NimbleServerOptions, field)
+
 static const NimbleOption nimble_options[] = {
-	{"url", ForeignServerRelationId, NIMBLE_OPT_URL},
-	{"api", ForeignServerRelationId, NIMBLE_OPT_API},
-	{"timeout_ms", ForeignServerRelationId, NIMBLE_OPT_INT, 1, 3600000},
-	{"connect_timeout_ms", ForeignServerRelationId, NIMBLE_OPT_INT, 1, 600000},
-	{"page_size", ForeignServerRelationId, NIMBLE_OPT_INT, 1, 1000},
-	{"max_retries", ForeignServerRelationId, NIMBLE_OPT_INT, 0, 10},
-	{"max_concurrency", ForeignServerRelationId, NIMBLE_OPT_INT, 1, 64},
-	{"max_response_bytes", ForeignServerRelationId, NIMBLE_OPT_INT, 1024, INT64CONST(1073741824)},
-	{"max_requests_per_second", ForeignServerRelationId, NIMBLE_OPT_REAL, 0, 100000},
-	{"cache_ttl", ForeignServerRelationId, NIMBLE_OPT_INT, 0, 604800},
-	{"ca_bundle", ForeignServerRelationId, NIMBLE_OPT_PATH},
-	{"tls_verify", ForeignServerRelationId, NIMBLE_OPT_BOOL},
-	{"api_key", UserMappingRelationId, NIMBLE_OPT_SECRET},
-	{"resource", ForeignTableRelationId, NIMBLE_OPT_RESOURCE},
-	{"field", AttributeRelationId, NIMBLE_OPT_FIELD},
+	{"url", ForeignServerRelationId, NIMBLE_OPT_URL, 0, 0, NULL, SERVER(url)},
+	{"api", ForeignServerRelationId, NIMBLE_OPT_API, 0, 0, NULL, NOT_STORED},
+	{"timeout_ms", ForeignServerRelationId, NIMBLE_OPT_INT, 1, 3600000, "30000", SERVER(timeout_ms)},
+	{"connect_timeout_ms", ForeignServerRelationId, NIMBLE_OPT_INT, 1, 600000, "10000",
+	SERVER(connect_timeout_ms)},
+	{"page_size", ForeignServerRelationId, NIMBLE_OPT_INT, 1, 1000, NULL, SERVER(page_size)},
+	{"max_retries", ForeignServerRelationId, NIMBLE_OPT_INT, 0, 10, "2", SERVER(max_retries)},
+	{"max_concurrency", ForeignServerRelationId, NIMBLE_OPT_INT, 1, NIMBLE_MAX_CONCURRENCY, "16",
+	SERVER(max_concurrency)},
+	{"max_response_bytes", ForeignServerRelationId, NIMBLE_OPT_INT64, 1024, 1073741824, "67108864",
+	SERVER(max_response_bytes)},
+	{"max_requests_per_second", ForeignServerRelationId, NIMBLE_OPT_REAL, 0, 100000, NULL,
+	SERVER(max_requests_per_second)},
+	{"cache_ttl", ForeignServerRelationId, NIMBLE_OPT_INT, 0, 604800, "0", SERVER(cache_ttl)},
+	{"ca_bundle", ForeignServerRelationId, NIMBLE_OPT_PATH, 0, 0, NULL, SERVER(ca_bundle),
+	NIMBLE_SUPERUSER, "It names a file on the database server."},
+	{"tls_verify", ForeignServerRelationId, NIMBLE_OPT_BOOL, 0, 0, "true", SERVER(tls_verify),
+	NIMBLE_SUPERUSER_FALSE, "Without verification, anyone on the network path can read the API key."},
+	{"api_key", UserMappingRelationId, NIMBLE_OPT_SECRET, 0, 0, NULL, NOT_STORED},
+	{"resource", ForeignTableRelationId, NIMBLE_OPT_RESOURCE, 0, 0, NULL, NOT_STORED},
+	{"field", AttributeRelationId, NIMBLE_OPT_FIELD, 0, 0, NULL, NOT_STORED},
 };
 
 static const NimbleOption *
@@ -105,6 +136,16 @@ report_unknown_option(const char *name, Oid context)
 			 : errhint("There are no valid options in this context.")));
 }
 
+static void
+report_out_of_range(const NimbleOption *opt, const char *value, const char *what)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("invalid value for option \"%s\": \"%s\"", opt->name, value),
+			 errhint("\"%s\" must be %s from %.15g to %.15g.",
+					 opt->name, what, opt->min, opt->max)));
+}
+
 static int64
 parse_int_option(const NimbleOption *opt, const char *value)
 {
@@ -115,13 +156,7 @@ parse_int_option(const NimbleOption *opt, const char *value)
 	result = strtoi64(value, &end, 10);
 	if (errno != 0 || end == value || *end != '\0' ||
 		result < opt->min || result > opt->max)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid value for option \"%s\": \"%s\"",
-						opt->name, value),
-				 errhint("\"%s\" must be an integer from " INT64_FORMAT
-						 " to " INT64_FORMAT ".",
-						 opt->name, opt->min, opt->max)));
+		report_out_of_range(opt, value, "an integer");
 	return result;
 }
 
@@ -135,14 +170,73 @@ parse_real_option(const NimbleOption *opt, const char *value)
 	result = strtod(value, &end);
 	if (errno != 0 || end == value || *end != '\0' || isnan(result) ||
 		result < opt->min || result > opt->max)
+		report_out_of_range(opt, value, "a number");
+	return result;
+}
+
+static bool
+parse_bool_option(const NimbleOption *opt, const char *value)
+{
+	bool		on;
+
+	if (!parse_bool(value, &on))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid value for option \"%s\": \"%s\"",
-						opt->name, value),
-				 errhint("\"%s\" must be a number from " INT64_FORMAT
-						 " to " INT64_FORMAT ".",
-						 opt->name, opt->min, opt->max)));
-	return result;
+				 errmsg("invalid value for option \"%s\": \"%s\"", opt->name, value),
+				 errhint("\"%s\" must be true or false.", opt->name)));
+	return on;
+}
+
+/*
+ * Store an option's value, already checked, where opts keeps it.
+ */
+static void
+store_option(const NimbleOption *opt, const char *value, NimbleServerOptions *opts)
+{
+	char	   *field = (char *) opts + opt->offset;
+
+	switch (opt->kind)
+	{
+		case NIMBLE_OPT_INT:
+			*(int *) field = (int) parse_int_option(opt, value);
+			break;
+		case NIMBLE_OPT_INT64:
+			*(int64 *) field = parse_int_option(opt, value);
+			break;
+		case NIMBLE_OPT_REAL:
+			*(double *) field = parse_real_option(opt, value);
+			break;
+		case NIMBLE_OPT_BOOL:
+			*(bool *) field = parse_bool_option(opt, value);
+			break;
+		case NIMBLE_OPT_URL:
+		case NIMBLE_OPT_PATH:
+			*(char **) field = pstrdup(value);
+			break;
+		default:
+			elog(ERROR, "nimble_fdw: option \"%s\" is not stored", opt->name);
+	}
+}
+
+/*
+ * May the current user give opt this value?  Checked only where the
+ * statement sets it (option_changes.c): the owner of a server that a
+ * superuser set it on may still change the server's other options.
+ */
+static void
+check_guard(const NimbleOption *opt, const char *value)
+{
+	if (opt->guard == NIMBLE_ANYONE || superuser() ||
+		!nimble_server_option_is_set(opt->name))
+		return;
+	if (opt->guard == NIMBLE_SUPERUSER_FALSE && parse_bool_option(opt, value))
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 opt->guard == NIMBLE_SUPERUSER_FALSE
+			 ? errmsg("only superusers may set \"%s\" to false", opt->name)
+			 : errmsg("only superusers may set \"%s\"", opt->name),
+			 errhint("%s", opt->guard_why)));
 }
 
 /*
@@ -297,6 +391,10 @@ check_api_needs(List *options)
 					 api->example_url)));
 }
 
+/*
+ * The FDW's validator: every option of the catalog's object is known, its
+ * value right, and the current user may give it that value.
+ */
 Datum
 nimble_fdw_validator(PG_FUNCTION_ARGS)
 {
@@ -313,6 +411,7 @@ nimble_fdw_validator(PG_FUNCTION_ARGS)
 		if (opt == NULL)
 			report_unknown_option(def->defname, catalog);
 		value = defGetString(def);
+		check_guard(opt, value);
 
 		switch (opt->kind)
 		{
@@ -328,10 +427,20 @@ nimble_fdw_validator(PG_FUNCTION_ARGS)
 							 errhint("Valid values are: %s.", nimble_api_names())));
 				break;
 			case NIMBLE_OPT_INT:
+			case NIMBLE_OPT_INT64:
 				(void) parse_int_option(opt, value);
 				break;
 			case NIMBLE_OPT_REAL:
 				(void) parse_real_option(opt, value);
+				break;
+			case NIMBLE_OPT_BOOL:
+				(void) parse_bool_option(opt, value);
+				break;
+			case NIMBLE_OPT_PATH:
+				if (!is_absolute_path(value))
+					ereport(ERROR,
+							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+							 errmsg("option \"%s\" must be an absolute path", opt->name)));
 				break;
 			case NIMBLE_OPT_SECRET:
 				check_secret(opt->name, value);
@@ -342,41 +451,6 @@ nimble_fdw_validator(PG_FUNCTION_ARGS)
 			case NIMBLE_OPT_FIELD:
 				check_field(value);
 				break;
-			case NIMBLE_OPT_BOOL:
-				{
-					bool		on;
-
-					if (!parse_bool(value, &on))
-						ereport(ERROR,
-								(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-								 errmsg("invalid value for option \"%s\": \"%s\"",
-										opt->name, value),
-								 errhint("\"%s\" must be true or false.", opt->name)));
-					/*
-					 * only tls_verify is boolean: turning it off is powerful.
-					 * Checked where this statement sets it: the owner of a
-					 * server that a superuser turned it off on may still
-					 * change its other options.
-					 */
-					if (!on && !superuser() && nimble_server_option_is_set(opt->name))
-						ereport(ERROR,
-								(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-								 errmsg("only superusers may set \"%s\" to false", opt->name),
-								 errhint("Without verification, anyone on the network path can read the API key.")));
-				}
-				break;
-			case NIMBLE_OPT_PATH:
-				/* a path on the database server: what file_fdw requires too */
-				if (!superuser() && nimble_server_option_is_set(opt->name))
-					ereport(ERROR,
-							(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-							 errmsg("only superusers may set \"%s\"", opt->name),
-							 errhint("It names a file on the database server.")));
-				if (!is_absolute_path(value))
-					ereport(ERROR,
-							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-							 errmsg("option \"%s\" must be an absolute path", opt->name)));
-				break;
 		}
 	}
 
@@ -386,61 +460,41 @@ nimble_fdw_validator(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
+/*
+ * A server's options into opts: the table's defaults, the API's own
+ * defaults (url, max_requests_per_second), then the server's values.
+ * The validator let only good values in.
+ */
 void
 nimble_get_server_options(ForeignServer *server, NimbleServerOptions *opts)
 {
 	const NimbleApiDef *api = options_api(server->options);
 	ListCell   *lc;
 
-	/* the validator let no unknown api in */
 	if (api == NULL)
 		elog(ERROR, "server \"%s\" names an unknown api", server->servername);
+	memset(opts, 0, sizeof(*opts));
 	opts->api = api;
+	opts->serverid = server->serverid;
+	for (int i = 0; i < lengthof(nimble_options); i++)
+	{
+		const NimbleOption *opt = &nimble_options[i];
+
+		if (opt->context == ForeignServerRelationId && opt->offset != NOT_STORED &&
+			opt->default_value)
+			store_option(opt, opt->default_value, opts);
+	}
 	/* an API without a default url cannot get here without one (validator) */
 	opts->url = pstrdup(api->default_url ? api->default_url : "");
-	opts->timeout_ms = 30000;
-	opts->connect_timeout_ms = 10000;
-	opts->page_size = 0;
-	opts->max_retries = 2;
-	opts->max_concurrency = 16;
-	opts->max_response_bytes = INT64CONST(67108864);
-	opts->ca_bundle = NULL;
-	opts->tls_verify = true;
 	opts->max_requests_per_second = api->default_max_rps;
-	opts->cache_ttl = 0;
-	opts->serverid = server->serverid;
 
 	foreach(lc, server->options)
 	{
 		DefElem    *def = lfirst_node(DefElem, lc);
-		const NimbleOption *opt = find_option(def->defname,
-											  ForeignServerRelationId);
-		char	   *value = defGetString(def);
+		const NimbleOption *opt = find_option(def->defname, ForeignServerRelationId);
 
-		if (opt == NULL)
-			continue;
-		if (strcmp(opt->name, "url") == 0)
-			opts->url = pstrdup(value);
-		else if (strcmp(opt->name, "timeout_ms") == 0)
-			opts->timeout_ms = (int) parse_int_option(opt, value);
-		else if (strcmp(opt->name, "connect_timeout_ms") == 0)
-			opts->connect_timeout_ms = (int) parse_int_option(opt, value);
-		else if (strcmp(opt->name, "page_size") == 0)
-			opts->page_size = (int) parse_int_option(opt, value);
-		else if (strcmp(opt->name, "max_retries") == 0)
-			opts->max_retries = (int) parse_int_option(opt, value);
-		else if (strcmp(opt->name, "max_concurrency") == 0)
-			opts->max_concurrency = (int) parse_int_option(opt, value);
-		else if (strcmp(opt->name, "max_response_bytes") == 0)
-			opts->max_response_bytes = parse_int_option(opt, value);
-		else if (strcmp(opt->name, "max_requests_per_second") == 0)
-			opts->max_requests_per_second = parse_real_option(opt, value);
-		else if (strcmp(opt->name, "cache_ttl") == 0)
-			opts->cache_ttl = (int) parse_int_option(opt, value);
-		else if (strcmp(opt->name, "ca_bundle") == 0)
-			opts->ca_bundle = pstrdup(value);
-		else if (strcmp(opt->name, "tls_verify") == 0)
-			opts->tls_verify = defGetBoolean(def);
+		if (opt && opt->offset != NOT_STORED)
+			store_option(opt, defGetString(def), opts);
 	}
 
 	/* Paths are appended to the url: drop trailing slashes once, here. */
