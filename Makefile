@@ -13,6 +13,7 @@ OBJS = \
 	src/quals.o \
 	src/keys.o \
 	src/scan.o \
+	src/paging.o \
 	src/http.o \
 	src/body_pool.o \
 	src/json_doc.o \

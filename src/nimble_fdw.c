@@ -285,12 +285,7 @@ nimble_end_foreign_scan(ForeignScanState *node)
 static char *
 endpoint_text(const NimbleEndpoint *ep, const char *key_column)
 {
-	const char *hole = strstr(ep->path, "{key}");
-
-	if (hole == NULL)
-		return pstrdup(ep->path);
-	return psprintf("%.*s{%s}%s", (int) (hole - ep->path), ep->path,
-					key_column, hole + 5);
+	return nimble_endpoint_path(ep, psprintf("{%s}", key_column), false);
 }
 
 /*

@@ -33,6 +33,7 @@
 #include "foreign/foreign.h"
 #include "nodes/pathnodes.h"
 #include "nodes/plannodes.h"
+#include "utils/hsearch.h"
 #include "utils/numeric.h"
 #include "utils/relcache.h"
 
@@ -347,6 +348,34 @@ extern char *nimble_http_redact(NimbleHttpSession *session, const char *text);
 extern char *nimble_body_take(size_t *cap);
 extern void nimble_body_give(char *data, size_t cap);
 extern void nimble_body_pool_init(void);
+
+/* ----------------------------------------------------------------
+ *		Paging a list endpoint (paging.c)
+ * ----------------------------------------------------------------
+ */
+
+typedef struct NimblePager
+{
+	MemoryContext cxt;
+	const NimbleEndpoint *ep;
+	int			page_size;		/* 0: the API's choice */
+	int			cursor_slot;	/* page-level values in the page's doc */
+	int			has_next_slot;
+	int			total_slot;
+	char	   *cursor;			/* where the next page starts; NULL: first */
+	HTAB	   *seen_cursors;
+	int64		offset;			/* offset paging: items before the next page */
+	bool		done;			/* the last page has been read */
+	double		total;			/* the last page's total, or -1 */
+} NimblePager;
+
+extern NimblePager *nimble_pager_create(MemoryContext cxt, const NimbleEndpoint *ep,
+										int page_size, NimbleDocSpec *spec);
+extern void nimble_pager_reset(NimblePager *pager);
+extern char *nimble_pager_next_path(NimblePager *pager);
+extern const char *nimble_pager_advance(NimblePager *pager, const NimbleDoc *page);
+extern char *nimble_endpoint_path(const NimbleEndpoint *ep, const char *key,
+								  bool encode);
 
 /* ----------------------------------------------------------------
  *		Keys (keys.c)

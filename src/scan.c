@@ -85,9 +85,6 @@ struct NimbleScan
 	NimbleDocSpec *list_spec;
 	NimbleDocSpec *unit_spec;
 	int			list_key_slot;
-	int			list_cursor_slot;
-	int			list_has_next_slot;
-	int			list_total_slot;
 
 	/*
 	 * keys from the query (has_keys false: no key condition): exact ones as
@@ -102,13 +99,11 @@ struct NimbleScan
 	NimbleKeyMatch *typed;		/* typed keys, or NULL */
 
 	/* the list walk */
+	NimblePager *pager;			/* where the next page starts (paging.c) */
 	NimbleHttpRequest *list_req;
 	bool		list_req_running;
-	bool		list_done;
-	char	   *cursor;			/* cursor for the next page; NULL = first */
-	HTAB	   *seen_cursors;
+	bool		list_done;		/* no page more is needed */
 	HTAB	   *seen_ids;		/* the ids this walk has listed (IdSeen) */
-	int64		offset;			/* offset paging: items before the next page */
 	List	   *pages;			/* ListPage *, oldest first */
 
 	/* the window of units, in order */
@@ -155,20 +150,6 @@ static NimbleDocSpec *
 spec_for_endpoint(const NimbleEndpoint *ep)
 {
 	return nimble_doc_spec_create(ep->rows, ep->rows_required, ep->rows_single);
-}
-
-/* The slot of a page-level path, or -1 where the endpoint has none. */
-static int
-page_slot(NimbleDocSpec *spec, const char *path)
-{
-	return path ? nimble_doc_spec_add_page_path(spec, path) : -1;
-}
-
-/* A page-level value, or NULL where the endpoint has none. */
-static NimbleJsonValue *
-page_value(ListPage *page, int slot)
-{
-	return slot >= 0 ? &page->doc.page[slot] : NULL;
 }
 
 static void
@@ -259,9 +240,8 @@ nimble_scan_create(MemoryContext parent, const NimbleTableOptions *table,
 		scan->list_spec = spec_for_endpoint(scan->list_ep);
 		scan->list_key_slot = nimble_doc_spec_add_row_path(scan->list_spec,
 														   scan->list_ep->item_key);
-		scan->list_cursor_slot = page_slot(scan->list_spec, scan->list_ep->next_cursor);
-		scan->list_has_next_slot = page_slot(scan->list_spec, scan->list_ep->has_next);
-		scan->list_total_slot = page_slot(scan->list_spec, scan->list_ep->total);
+		scan->pager = nimble_pager_create(cxt, scan->list_ep, server->page_size,
+										  scan->list_spec);
 		scan->list_req = NULL;
 	}
 	if (route == NIMBLE_ROUTE_LIST_ROWS)
@@ -417,71 +397,14 @@ id_listed_before(NimbleScan *scan, const char *id)
  * ----------------------------------------------------------------
  */
 
-/* Append s to buf, percent-encoding all but RFC 3986 unreserved bytes. */
-static void
-append_encoded(StringInfo buf, const char *s)
-{
-	static const char hex[] = "0123456789ABCDEF";
-
-	for (const unsigned char *p = (const unsigned char *) s; *p; p++)
-	{
-		if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
-			(*p >= '0' && *p <= '9') || *p == '-' || *p == '.' ||
-			*p == '_' || *p == '~')
-			appendStringInfoChar(buf, *p);
-		else
-		{
-			appendStringInfoChar(buf, '%');
-			appendStringInfoChar(buf, hex[*p >> 4]);
-			appendStringInfoChar(buf, hex[*p & 15]);
-		}
-	}
-}
-
-/* The endpoint's path with {key} filled in. */
-static char *
-endpoint_path(const NimbleEndpoint *ep, const char *key)
-{
-	StringInfoData buf;
-	const char *hole = strstr(ep->path, "{key}");
-
-	initStringInfo(&buf);
-	if (hole == NULL)
-		appendStringInfoString(&buf, ep->path);
-	else
-	{
-		appendBinaryStringInfo(&buf, ep->path, hole - ep->path);
-		append_encoded(&buf, key);
-		appendStringInfoString(&buf, hole + 5);
-	}
-	return buf.data;
-}
-
 static void
 start_list_request(NimbleScan *scan)
 {
-	StringInfoData path;
-	char		sep = '?';
+	char	   *path = nimble_pager_next_path(scan->pager);
 
-	initStringInfo(&path);
-	appendStringInfoString(&path, scan->list_ep->path);
-	if (scan->server->page_size > 0 && scan->list_ep->limit_param)
-	{
-		appendStringInfo(&path, "%c%s=%d", sep, scan->list_ep->limit_param,
-						 scan->server->page_size);
-		sep = '&';
-	}
-	if (scan->cursor)
-	{
-		appendStringInfo(&path, "%c%s=", sep, scan->list_ep->cursor_param);
-		append_encoded(&path, scan->cursor);
-	}
-	if (scan->offset > 0)
-		appendStringInfo(&path, "%c%s=" INT64_FORMAT, sep,
-						 scan->list_ep->offset_param, scan->offset);
-	nimble_http_start(scan->list_req, path.data, false);
+	nimble_http_start(scan->list_req, path, false);
 	scan->list_req_running = true;
-	pfree(path.data);
+	pfree(path);
 }
 
 /*
@@ -512,40 +435,6 @@ protocol_error(NimbleScan *scan, const char *path, const char *detail)
 	report_bad_body(scan, NIMBLE_DOC_BAD_SHAPE, path, detail);
 }
 
-/*
- * Offset paging: the next page starts after the items seen so far.  The
- * walk ends when has_next says so, or, for an API without it, when the
- * items reach the total (NULL: the page gave none); an empty page that
- * claims more would repeat itself forever.
- */
-static void
-next_offset(NimbleScan *scan, ListPage *page, NimbleJsonValue *has_next,
-			const double *total, const char *path)
-{
-	const NimbleEndpoint *ep = scan->list_ep;
-
-	scan->offset += page->doc.nrows;
-	if (has_next && has_next->type == JSON_TOKEN_FALSE)
-		scan->list_done = true;
-	else if (has_next && has_next->type == JSON_TOKEN_TRUE)
-	{
-		if (page->doc.nrows == 0)
-			protocol_error(scan, path,
-						   psprintf("\"%s\" is true on a page without items; following it would loop forever.",
-									ep->has_next));
-	}
-	else if (has_next && has_next->type != JSON_TOKEN_INVALID)
-		protocol_error(scan, path,
-					   psprintf("\"%s\" is not a boolean.", ep->has_next));
-	else if (total)
-		scan->list_done = page->doc.nrows == 0 || scan->offset >= *total;
-	else
-		protocol_error(scan, path,
-					   psprintf("The page says neither \"%s\" nor \"%s\".",
-								ep->has_next ? ep->has_next : "has_next",
-								ep->total ? ep->total : "total"));
-}
-
 /* Wait for the list page in flight, decode it, and queue it. */
 static void
 finish_list_request(NimbleScan *scan)
@@ -557,12 +446,7 @@ finish_list_request(NimbleScan *scan)
 	char	   *detail;
 	NimbleDocStatus status;
 	const char *path = nimble_http_path(scan->list_req);
-	NimbleJsonValue *has_next;
-	NimbleJsonValue *cursor;
-	NimbleJsonValue *total;
-	double		total_items;
-	char	   *cursor_text;
-	bool		found;
+	const char *problem;
 
 	cxt = AllocSetContextCreate(scan->cxt, "nimble_fdw list page",
 								ALLOCSET_DEFAULT_SIZES);
@@ -580,57 +464,14 @@ finish_list_request(NimbleScan *scan)
 		report_bad_body(scan, status, path, detail);
 	nimble_http_remember(scan->list_req, body, len);
 
-	total = page_value(page, scan->list_total_slot);
-	if (total && total->type == JSON_TOKEN_NUMBER)
-	{
-		total_items = strtod(nimble_json_cstring(total), NULL);
-		nimble_learn_list_total(scan->table->serverid, scan->list_ep, total_items);
-	}
-	else
-		total = NULL;
-
-	has_next = page_value(page, scan->list_has_next_slot);
-	if (scan->list_ep->paging == NIMBLE_PAGING_OFFSET)
-	{
-		next_offset(scan, page, has_next, total ? &total_items : NULL, path);
-		return;
-	}
-	if (scan->list_ep->paging == NIMBLE_PAGING_NONE ||
-		(has_next && has_next->type == JSON_TOKEN_FALSE))
-	{
+	problem = nimble_pager_advance(scan->pager, &page->doc);
+	if (problem)
+		protocol_error(scan, path, problem);
+	if (scan->pager->total >= 0)
+		nimble_learn_list_total(scan->table->serverid, scan->list_ep,
+								scan->pager->total);
+	if (scan->pager->done)
 		scan->list_done = true;
-		return;
-	}
-	cursor = page_value(page, scan->list_cursor_slot);
-	if (has_next == NULL || has_next->type != JSON_TOKEN_TRUE)
-		protocol_error(scan, path, psprintf("\"%s\" is missing or not a boolean.",
-									  scan->list_ep->has_next));
-	if (cursor == NULL || cursor->type != JSON_TOKEN_STRING || cursor->textlen == 0)
-		protocol_error(scan, path, psprintf("\"%s\" is true but \"%s\" is not a cursor.",
-									  scan->list_ep->has_next,
-									  scan->list_ep->next_cursor));
-	cursor_text = nimble_json_cstring(cursor);
-	if (strlen(cursor_text) >= NAMEDATALEN * 16)
-		protocol_error(scan, path, "The next cursor is implausibly long.");
-
-	/* a cursor seen before means the walk would never end */
-	if (scan->seen_cursors == NULL)
-	{
-		HASHCTL		ctl;
-
-		ctl.keysize = NAMEDATALEN * 16;
-		ctl.entrysize = ctl.keysize;
-		ctl.hcxt = scan->cxt;
-		scan->seen_cursors = hash_create("nimble_fdw cursors", 64, &ctl,
-										 HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
-	}
-	(void) hash_search(scan->seen_cursors, cursor_text, HASH_ENTER, &found);
-	if (found)
-		protocol_error(scan, path, psprintf("The API returned cursor \"%s\" a second time; following it would loop forever.",
-									  cursor_text));
-	if (scan->cursor)
-		pfree(scan->cursor);
-	scan->cursor = MemoryContextStrdup(scan->cxt, cursor_text);
 }
 
 /* ----------------------------------------------------------------
@@ -774,7 +615,7 @@ fill_window(NimbleScan *scan, bool may_wait)
 		unit->req = NULL;
 		if (scan->unit_ep)
 		{
-			char	   *path = endpoint_path(scan->unit_ep, unit->key);
+			char	   *path = nimble_endpoint_path(scan->unit_ep, unit->key, true);
 
 			unit->req = scan->ring_reqs[pos];
 			/* the request keeps its own copy; this one lives per unit */
@@ -989,15 +830,8 @@ nimble_scan_rewind(NimbleScan *scan)
 	list_free(scan->pages);
 	scan->pages = NIL;
 	scan->list_done = false;
-	if (scan->cursor)
-		pfree(scan->cursor);
-	scan->cursor = NULL;
-	scan->offset = 0;
-	if (scan->seen_cursors)
-	{
-		hash_destroy(scan->seen_cursors);
-		scan->seen_cursors = NULL;
-	}
+	if (scan->pager)
+		nimble_pager_reset(scan->pager);
 	if (scan->seen_ids)
 	{
 		hash_destroy(scan->seen_ids);
