@@ -23,6 +23,7 @@ OBJS = \
 	src/import.o \
 	src/security.o \
 	src/option_changes.o \
+	src/server_state.o \
 	src/estimates.o \
 	src/throttle.o \
 	src/cache.o \

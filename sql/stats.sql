@@ -50,6 +50,22 @@ DROP SERVER stats_srv;
 SELECT server FROM nimble_stats;
 SELECT nimble_cache_clear() >= 0 AS cleared;
 
+-- what scans taught the planner is the server's too: a change to the
+-- server forgets it (its url may now lead to another account), while its
+-- counters stay
+\set api_url :mock_url '/v1'
+CREATE SERVER learn_srv FOREIGN DATA WRAPPER nimble_fdw
+  OPTIONS (url :'api_url', max_requests_per_second '0');
+CREATE USER MAPPING FOR CURRENT_USER SERVER learn_srv OPTIONS (api_key 'test-key');
+CREATE FOREIGN TABLE learn_batches (batch_id text) SERVER learn_srv OPTIONS (resource 'batches');
+SELECT plan_rows('SELECT * FROM learn_batches') AS guessed;
+SELECT count(*) FROM learn_batches;
+SELECT plan_rows('SELECT * FROM learn_batches') AS learned;
+ALTER SERVER learn_srv OPTIONS (ADD timeout_ms '5000');
+SELECT plan_rows('SELECT * FROM learn_batches') AS after_alter;
+SELECT requests FROM nimble_stats WHERE server = 'learn_srv';
+DROP SERVER learn_srv CASCADE;
+
 -- while a request hangs, pg_stat_activity shows the backend waiting in the
 -- extension (PostgreSQL 15 has no custom wait event names: type and name
 -- are both "Extension"), not running a query on the CPU

@@ -56,6 +56,7 @@ _PG_init(void)
 {
 	nimble_security_init();
 	nimble_option_changes_init();
+	nimble_server_state_init();
 	nimble_cache_init();
 	nimble_http_init();
 	nimble_body_pool_init();

@@ -167,6 +167,41 @@ extern NimbleServerStats *nimble_stats_for(Oid serverid);
 extern void nimble_stats_error(NimbleServerStats *stats, long status);
 
 /* ----------------------------------------------------------------
+ *		What a backend keeps per server (server_state.c)
+ * ----------------------------------------------------------------
+ */
+
+#define NIMBLE_MAX_LEARNED 16
+
+typedef struct NimbleServerState
+{
+	Oid			serverid;		/* hash key */
+	bool		recheck;		/* its catalog row changed: look again */
+	NimbleServerStats stats;	/* nimble_stats (stats.c) */
+	TimestampTz next_start;		/* the rate limit's next slot (throttle.c) */
+	bool		throttled;		/* next_start is set */
+	int			nlearned;		/* what scans saw (estimates.c) */
+	struct
+	{
+		char		name[NAMEDATALEN];	/* a resource, or a list's path */
+		double		value;
+	}			learned[NIMBLE_MAX_LEARNED];
+} NimbleServerState;
+
+typedef struct NimbleServerStateWalk
+{
+	bool		started;
+	HASH_SEQ_STATUS seq;
+} NimbleServerStateWalk;
+
+extern void nimble_server_state_init(void);
+extern NimbleServerState *nimble_server_state(Oid serverid);
+extern void nimble_server_states_begin(NimbleServerStateWalk *walk);
+extern NimbleServerState *nimble_server_states_next(NimbleServerStateWalk *walk);
+extern double *nimble_server_state_learned(NimbleServerState *state,
+										   const char *name, bool create);
+
+/* ----------------------------------------------------------------
  *		Learned row counts (estimates.c)
  * ----------------------------------------------------------------
  */

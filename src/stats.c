@@ -20,7 +20,6 @@
 #include "funcapi.h"
 #include "lib/stringinfo.h"
 #include "utils/builtins.h"
-#include "utils/hsearch.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
@@ -31,32 +30,11 @@
 PG_FUNCTION_INFO_V1(nimble_stats);
 PG_FUNCTION_INFO_V1(nimble_stats_reset);
 
-static HTAB *server_stats = NULL;
-
+/* The backend's counters for serverid (kept by server_state.c). */
 NimbleServerStats *
 nimble_stats_for(Oid serverid)
 {
-	NimbleServerStats *entry;
-	bool		found;
-
-	if (server_stats == NULL)
-	{
-		HASHCTL		ctl;
-
-		ctl.keysize = sizeof(Oid);
-		ctl.entrysize = sizeof(NimbleServerStats);
-		ctl.hcxt = TopMemoryContext;
-		server_stats = hash_create("nimble_fdw statistics", 8, &ctl,
-								   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	}
-	entry = hash_search(server_stats, &serverid, HASH_ENTER, &found);
-	if (!found)
-	{
-		memset(entry, 0, sizeof(NimbleServerStats));
-		entry->serverid = serverid;
-		entry->since = GetCurrentTimestamp();
-	}
-	return entry;
+	return &nimble_server_state(serverid)->stats;
 }
 
 /* A response with an error status, or (status 0) a transfer that failed. */
@@ -119,23 +97,21 @@ Datum
 nimble_stats(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	HASH_SEQ_STATUS seq;
-	NimbleServerStats *stats;
+	NimbleServerStateWalk walk;
+	NimbleServerState *state;
 
 	InitMaterializedSRF(fcinfo, 0);
-	if (server_stats == NULL)
-		PG_RETURN_VOID();
-
-	hash_seq_init(&seq, server_stats);
-	while ((stats = hash_seq_search(&seq)) != NULL)
+	nimble_server_states_begin(&walk);
+	while ((state = nimble_server_states_next(&walk)) != NULL)
 	{
+		NimbleServerStats *stats = &state->stats;
 		ForeignServer *server = GetForeignServerExtended(stats->serverid,
 														 FSV_MISSING_OK);
 		Datum		values[13];
 		bool		nulls[13] = {0};
 		int			i = 0;
 
-		/* a server dropped since: its figures go with it */
+		/* dropped in this transaction: its figures go with it */
 		if (server == NULL)
 			continue;
 		values[i++] = CStringGetTextDatum(server->servername);
@@ -164,20 +140,16 @@ nimble_stats(PG_FUNCTION_ARGS)
 Datum
 nimble_stats_reset(PG_FUNCTION_ARGS)
 {
-	HASH_SEQ_STATUS seq;
-	NimbleServerStats *stats;
+	NimbleServerStateWalk walk;
+	NimbleServerState *state;
 	TimestampTz now = GetCurrentTimestamp();
 
-	if (server_stats == NULL)
-		PG_RETURN_VOID();
-	hash_seq_init(&seq, server_stats);
-	while ((stats = hash_seq_search(&seq)) != NULL)
+	nimble_server_states_begin(&walk);
+	while ((state = nimble_server_states_next(&walk)) != NULL)
 	{
-		Oid			serverid = stats->serverid;
-
-		memset(stats, 0, sizeof(NimbleServerStats));
-		stats->serverid = serverid;
-		stats->since = now;
+		memset(&state->stats, 0, sizeof(NimbleServerStats));
+		state->stats.serverid = state->serverid;
+		state->stats.since = now;
 	}
 	PG_RETURN_VOID();
 }

@@ -22,8 +22,6 @@
 
 #include <math.h>
 
-#include "utils/hsearch.h"
-#include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "nimble_fdw.h"
@@ -38,14 +36,6 @@
  */
 #define NIMBLE_THROTTLE_JITTER_US 10000
 
-typedef struct ThrottleEntry
-{
-	Oid			serverid;		/* hash key */
-	TimestampTz next_start;		/* the earliest moment the next may start */
-} ThrottleEntry;
-
-static HTAB *throttles = NULL;
-
 /*
  * May a request to serverid start at now, under rate requests a second?
  * Returns 0 and books the slot if so, else the milliseconds to wait before
@@ -54,26 +44,19 @@ static HTAB *throttles = NULL;
 long
 nimble_throttle_acquire(Oid serverid, double rate, TimestampTz now)
 {
-	ThrottleEntry *entry;
-	bool		found;
+	NimbleServerState *entry;
 	int64		interval_us;
 
 	if (rate <= 0)
 		return 0;
 
-	if (throttles == NULL)
+	/* the schedule is kept with the server's other state */
+	entry = nimble_server_state(serverid);
+	if (!entry->throttled)
 	{
-		HASHCTL		ctl;
-
-		ctl.keysize = sizeof(Oid);
-		ctl.entrysize = sizeof(ThrottleEntry);
-		ctl.hcxt = TopMemoryContext;
-		throttles = hash_create("nimble_fdw rate limits", 8, &ctl,
-								HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	}
-	entry = hash_search(throttles, &serverid, HASH_ENTER, &found);
-	if (!found)
 		entry->next_start = now;
+		entry->throttled = true;
+	}
 
 	if (now < entry->next_start)
 		return (long) Max(1, (entry->next_start - now + 999) / 1000);
