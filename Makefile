@@ -16,9 +16,10 @@ OBJS = \
 	src/paging.o \
 	src/http.o \
 	src/body_pool.o \
-	src/json_doc.o \
+	src/json/json_doc.o \
+	src/json/json_value.o \
+	src/json/json_to_jsonb.o \
 	src/decode.o \
-	src/json_to_jsonb.o \
 	src/columns.o \
 	src/import.o \
 	src/security.o \
@@ -40,7 +41,7 @@ DOCS = README.md
 # NIMBLE_FDW_VERSION, for the User-Agent.  The SQL-level version is the
 # control file's default_version.
 NIMBLE_FDW_VERSION := $(shell sed -n 's/^   "version": "\([^"]*\)",$$/\1/p' $(dir $(firstword $(MAKEFILE_LIST)))META.json)
-PG_CPPFLAGS = -DNIMBLE_FDW_VERSION='"$(NIMBLE_FDW_VERSION)"'
+PG_CPPFLAGS = -Isrc -DNIMBLE_FDW_VERSION='"$(NIMBLE_FDW_VERSION)"'
 PGFILEDESC = "nimble_fdw - foreign data wrapper for Nimble batch jobs"
 
 REGRESS = setup options batches batch_tasks batch_progress tasks decode api_scrape api_factcheck pushdown key_types explain_params joins errors cache_and_rate stats wait_batch security upgrade
@@ -67,7 +68,7 @@ $(error $(PG_CONFIG) not found: install postgresql-server-dev-NN (./run.sh demo 
 endif
 
 # PGXS tracks no header dependencies: every object depends on our headers
-$(OBJS): src/nimble_fdw.h src/api/api.h src/compat.h src/json_doc.h src/json_scan.h
+$(OBJS): src/nimble_fdw.h src/api/api.h src/compat.h $(wildcard src/json/*.h)
 
 .PHONY: demo test regress-test http2-check cron-test fuzz reliability bench
 demo:

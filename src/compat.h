@@ -99,18 +99,6 @@
 	makeJsonLexContextCstringLen((json), (len), (encoding), (need_escapes))
 #endif
 
-/*
- * What a JSON semantic action returns: from 16 on, an error code that
- * lets the action stop the parse; before, nothing.
- */
-#if PG_VERSION_NUM >= 160000
-#define NimbleJsonAction JsonParseErrorType
-#define NIMBLE_JSON_ACTION_DONE return JSON_SUCCESS
-#else
-#define NimbleJsonAction void
-#define NIMBLE_JSON_ACTION_DONE return
-#endif
-
 #ifndef FRONTEND
 
 #include "fmgr.h"

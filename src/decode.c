@@ -13,7 +13,6 @@
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
-#include "common/jsonapi.h"
 #include "mb/pg_wchar.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -24,7 +23,7 @@
 #include "utils/numeric.h"
 
 #include "nimble_fdw.h"
-#include "json_scan.h"
+#include "json/json_scan.h"
 
 typedef enum ConvKind
 {
@@ -112,20 +111,6 @@ nimble_conv_create(Oid typid, int32 typmod, bool count_elements)
 			break;
 	}
 	return conv;
-}
-
-/* The value as text: a string's content, a lexeme, or the JSON text. */
-char *
-nimble_json_value_text(const NimbleJsonValue *value)
-{
-	switch (value->type)
-	{
-		case JSON_TOKEN_OBJECT_START:
-		case JSON_TOKEN_ARRAY_START:
-			return pnstrdup(value->raw, value->rawlen);
-		default:
-			return nimble_json_cstring(value);
-	}
 }
 
 /*
@@ -270,24 +255,6 @@ iso_timestamptz(const char *s, int len, TimestampTz *out)
 	return true;
 }
 
-/*
- * A JSON number's lexeme as numeric_in reads it under typmod; a plain
- * integer without a typmod (the common case) is made directly, the same
- * value with the same display scale.
- */
-Numeric
-nimble_numeric_from_lexeme(const char *s, int len, int32 typmod)
-{
-	int64		v;
-
-	if (typmod < 0 && jscan_small_integer(s, len, &v))
-		return int64_to_numeric(v);
-	return DatumGetNumeric(DirectFunctionCall3(numeric_in,
-											   CStringGetDatum(pnstrdup(s, len)),
-											   ObjectIdGetDatum(InvalidOid),
-											   Int32GetDatum(typmod)));
-}
-
 static Datum
 int_datum(NimbleColumnConv *conv, int64 v)
 {
@@ -302,91 +269,37 @@ int_datum(NimbleColumnConv *conv, int64 v)
 	}
 }
 
-/* Element texts of a JSON array, collected by a second small parse. */
-typedef struct ArrayParse
-{
-	JsonLexContext *lex;
-	const char *start;
-	char	   *scalar;
-	List	   *texts;			/* char *, NULL for a JSON null */
-} ArrayParse;
-
-static NimbleJsonAction
-array_elem_start(void *state, bool isnull)
-{
-	ArrayParse *ap = state;
-
-	if (ap->lex->lex_level == 1)
-	{
-		ap->start = ap->lex->token_start;
-		ap->scalar = NULL;
-	}
-	NIMBLE_JSON_ACTION_DONE;
-}
-
-static NimbleJsonAction
-array_elem_end(void *state, bool isnull)
-{
-	ArrayParse *ap = state;
-
-	if (ap->lex->lex_level != 1)
-		NIMBLE_JSON_ACTION_DONE;
-	if (isnull)
-		ap->texts = lappend(ap->texts, NULL);
-	else if (ap->scalar)
-		ap->texts = lappend(ap->texts, ap->scalar);
-	else
-		ap->texts = lappend(ap->texts,
-							pnstrdup(ap->start, ap->lex->prev_token_terminator - ap->start));
-	NIMBLE_JSON_ACTION_DONE;
-}
-
-static NimbleJsonAction
-array_scalar(void *state, char *token, JsonTokenType type)
-{
-	ArrayParse *ap = state;
-
-	if (ap->lex->lex_level == 1)
-		ap->scalar = token;
-	NIMBLE_JSON_ACTION_DONE;
-}
-
+/*
+ * A JSON array as an SQL array: each element read by the JSON module's own
+ * scanner (the body was checked whole already) and given as text to the
+ * element type's input, a null as NULL.
+ */
 static Datum
 json_array_to_datum(NimbleColumnConv *conv, const NimbleJsonValue *value)
 {
-	ArrayParse	ap;
-	JsonSemAction sem;
+	NimbleJsonValue *items;
+	char	   *detail = NULL;
 	Datum	   *elems;
 	bool	   *nulls;
 	int			n;
 	int			dims[1];
 	int			lbs[1] = {1};
-	int			i = 0;
-	ListCell   *lc;
 
-	memset(&ap, 0, sizeof(ap));
-	memset(&sem, 0, sizeof(sem));
-	ap.lex = nimble_make_json_lex((char *) value->raw, value->rawlen,
-								  GetDatabaseEncoding(), true);
-	sem.semstate = &ap;
-	sem.array_element_start = array_elem_start;
-	sem.array_element_end = array_elem_end;
-	sem.scalar = array_scalar;
-	/* the body was parsed once already: this cannot fail */
-	if (pg_parse_json(ap.lex, &sem) != JSON_SUCCESS)
-		elog(ERROR, "could not re-parse a JSON array");
-
-	n = list_length(ap.texts);
+	n = nimble_json_array_elements(value->raw, value->rawlen,
+								   GetDatabaseEncoding(), &items, &detail);
+	if (n < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNTRANSLATABLE_CHARACTER),
+				 errmsg("an element of a JSON array cannot be text"),
+				 errdetail("%s", detail)));
 	elems = palloc(sizeof(Datum) * Max(n, 1));
 	nulls = palloc(sizeof(bool) * Max(n, 1));
-	foreach(lc, ap.texts)
+	for (int i = 0; i < n; i++)
 	{
-		char	   *text = lfirst(lc);
-
-		nulls[i] = (text == NULL);
+		nulls[i] = (items[i].type == JSON_TOKEN_NULL);
 		elems[i] = nulls[i] ? (Datum) 0 :
-			nimble_conv_string(conv->elem, text, &nulls[i]);
-		i++;
+			nimble_conv_string(conv->elem, nimble_json_value_text(&items[i]),
+							   &nulls[i]);
 	}
 	dims[0] = n;
 	return PointerGetDatum(construct_md_array(elems, nulls, n > 0 ? 1 : 0,

@@ -27,7 +27,7 @@
 #include "common/jsonapi.h"
 #include "api/api.h"
 #include "compat.h"
-#include "json_doc.h"
+#include "json/json_value.h"
 #include "datatype/timestamp.h"
 #include "fmgr.h"
 #include "foreign/foreign.h"
@@ -310,7 +310,7 @@ extern ForeignScan *nimble_get_plan(PlannerInfo *root, RelOptInfo *baserel,
 									List *tlist, List *scan_clauses,
 									Plan *outer_plan);
 
-/* Decoding a response body: json_doc.h (library-facing, fuzzable) */
+/* Decoding a response body: the JSON module, src/json/ (json_value.h) */
 
 /* ----------------------------------------------------------------
  *		Values to Datums (decode.c)
@@ -325,11 +325,8 @@ extern Datum nimble_conv_value(NimbleColumnConv *conv,
 							   const NimbleJsonValue *value, bool *isnull);
 extern Datum nimble_conv_string(NimbleColumnConv *conv, const char *str,
 								bool *isnull);
-extern char *nimble_json_value_text(const NimbleJsonValue *value);
-extern Numeric nimble_numeric_from_lexeme(const char *s, int len, int32 typmod);
 
-/* json_to_jsonb.c */
-extern Datum nimble_json_to_jsonb(const char *raw, int rawlen);
+
 
 /* ----------------------------------------------------------------
  *		HTTP (http.c)

@@ -898,6 +898,121 @@ nimble_doc_parse(const NimbleDocSpec *spec, char *body, int len,
 	return ps.status;
 }
 
+/* Past the object or array whose opening bracket is at p (already valid). */
+static const char *
+skip_container(const char *p, const char *end)
+{
+	int			depth = 0;
+
+	while (p < end)
+	{
+		bool		escaped;
+
+		switch (*p)
+		{
+			case '"':
+				p = jscan_string(p, end, &escaped);
+				continue;
+			case '{':
+			case '[':
+				depth++;
+				break;
+			case '}':
+			case ']':
+				if (--depth == 0)
+					return p + 1;
+				break;
+		}
+		p++;
+	}
+	return end;
+}
+
+/*
+ * The elements of the JSON array at raw (rawlen bytes, which a parse of
+ * its body has already checked) as captured values, in *elems: a string's
+ * text de-escaped in encoding, a number's or a literal's lexeme, an object's
+ * or array's JSON text, or a null.  Returns how many there are, or -1 with
+ * *detail where a string has an escape that cannot be text (\u0000, a lone
+ * surrogate), in the words a body's strings get.
+ */
+int
+nimble_json_array_elements(const char *raw, int rawlen, int encoding,
+						   NimbleJsonValue **elems, char **detail)
+{
+	const char *p = raw;
+	const char *end = raw + rawlen;
+	int			n = 0;
+	int			cap = 8;
+	NimbleJsonValue *out = palloc(sizeof(NimbleJsonValue) * cap);
+
+	Assert(rawlen > 0 && *p == '[');
+	p = jscan_skip_space(p + 1, end);
+	while (p < end && *p != ']')
+	{
+		NimbleJsonValue *v;
+		const char *start = p;
+		bool		escaped = false;
+
+		if (n == cap)
+		{
+			cap *= 2;
+			out = repalloc(out, sizeof(NimbleJsonValue) * cap);
+		}
+		v = &out[n++];
+		memset(v, 0, sizeof(NimbleJsonValue));
+		switch (*p)
+		{
+			case '"':
+				p = jscan_string(p, end, &escaped);
+				v->type = JSON_TOKEN_STRING;
+				v->text = start + 1;
+				v->textlen = p - start - 2;
+				if (escaped)
+				{
+					v->text = json_unescape(start + 1, p - start - 2, encoding,
+											&v->textlen, detail);
+					if (v->text == NULL)
+						return -1;
+				}
+				break;
+			case '{':
+			case '[':
+				p = skip_container(p, end);
+				v->type = *start == '{' ? JSON_TOKEN_OBJECT_START : JSON_TOKEN_ARRAY_START;
+				break;
+			case 't':
+				p += 4;
+				v->type = JSON_TOKEN_TRUE;
+				break;
+			case 'f':
+				p += 5;
+				v->type = JSON_TOKEN_FALSE;
+				break;
+			case 'n':
+				p += 4;
+				v->type = JSON_TOKEN_NULL;
+				break;
+			default:
+				p = jscan_number(p, end);
+				v->type = JSON_TOKEN_NUMBER;
+				break;
+		}
+		v->raw = start;
+		v->rawlen = p - start;
+		if (v->type != JSON_TOKEN_STRING)
+		{
+			v->text = start;
+			v->textlen = p - start;
+		}
+		p = jscan_skip_space(p, end);
+		if (p < end && *p == ',')
+			p = jscan_skip_space(p + 1, end);
+	}
+	*elems = out;
+	return n;
+}
+
 /* A scalar's text as a C string of its own; NULL for anything else. */
 char *
 nimble_json_cstring(const NimbleJsonValue *value)

@@ -63,6 +63,8 @@ extern NimbleDocStatus nimble_doc_parse(const NimbleDocSpec *spec,
 										char *body, int len,
 										NimbleDoc *doc, char **detail);
 extern char *nimble_json_cstring(const NimbleJsonValue *value);
+extern int	nimble_json_array_elements(const char *raw, int rawlen, int encoding,
+									   NimbleJsonValue **elems, char **detail);
 extern char *nimble_json_string_at(char *body, int len, const char *const *paths);
 
 #endif							/* NIMBLE_JSON_DOC_H */

@@ -30,8 +30,8 @@
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
 
-#include "nimble_fdw.h"
 #include "json_scan.h"
+#include "json_value.h"
 
 typedef struct JsonbBuild
 {
