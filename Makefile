@@ -15,6 +15,7 @@ OBJS = \
 	src/scan.o \
 	src/paging.o \
 	src/http.o \
+	src/http_failures.o \
 	src/body_pool.o \
 	src/json/json_doc.o \
 	src/json/json_value.o \
@@ -68,7 +69,7 @@ $(error $(PG_CONFIG) not found: install postgresql-server-dev-NN (./run.sh demo 
 endif
 
 # PGXS tracks no header dependencies: every object depends on our headers
-$(OBJS): src/nimble_fdw.h src/api/api.h src/compat.h $(wildcard src/json/*.h)
+$(OBJS): src/nimble_fdw.h src/http_internal.h src/api/api.h src/compat.h $(wildcard src/json/*.h)
 
 .PHONY: demo test regress-test http2-check cron-test fuzz reliability bench
 demo:
@@ -93,7 +94,7 @@ http2-check:
 cron-test:
 	test/cron/run.sh
 
-# issue 4's benchmark against curl baselines: test/bench/REPORT.md (~13 min)
+# the benchmark against curl baselines: test/bench/REPORT.md (~13 min)
 bench:
 	test/bench/run.sh
 
