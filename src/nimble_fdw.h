@@ -1,21 +1,13 @@
 /*-------------------------------------------------------------------------
  *
  * nimble_fdw.h
- *		  Shared declarations of the Nimble batch API foreign data wrapper.
+ *		  Shared declarations of nimble_fdw, a foreign data wrapper for
+ *		  batch APIs (Nimble's first).
  *
- * The wrapper is split into rooms with one job each:
- *
- *	routes.c	the API described as data: endpoints, resources, columns
- *	options.c	option validation and lookup of server/table/user options
- *	quals.c		planning: batch_id keys, parameterized paths, costs
- *	scan.c		execution: keys -> requests -> decoded pages -> rows
- *	http.c		libcurl multi, waiting on the latch, retries, HTTP errors
- *	throttle.c	max_requests_per_second, per server
- *	cache.c		cache_ttl: responses kept per backend
- *	json_doc.c	one response body -> rows of captured JSON values
- *	decode.c	captured JSON value -> Datum of a column's type
- *	import.c	IMPORT FOREIGN SCHEMA
- *	nimble_fdw.c	handler and the FdwRoutine glue, EXPLAIN
+ * What the engine's files share: options, routes, planning, keys, paging,
+ * the per-server state, HTTP, execution.  src/README.md maps every file
+ * and follows one query through them; the API descriptions have their own
+ * header (api/api.h), the JSON module too (json/json_value.h).
  *
  *-------------------------------------------------------------------------
  */
