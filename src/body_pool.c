@@ -113,6 +113,10 @@ body_pool_xact_callback(XactEvent event, void *arg)
 	}
 }
 
+/*
+ * Give the kept buffers back at the end of each transaction.  Called from
+ * _PG_init.
+ */
 void
 nimble_body_pool_init(void)
 {

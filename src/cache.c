@@ -53,6 +53,10 @@ static dlist_head cache_lru = DLIST_STATIC_INIT(cache_lru);
 static size_t cache_bytes = 0;
 static int	cache_size_kb = 65536;
 
+/*
+ * Register nimble_fdw.cache_size, the memory the response cache may use.
+ * Called from _PG_init.
+ */
 void
 nimble_cache_init(void)
 {

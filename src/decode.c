@@ -56,6 +56,11 @@ struct NimbleColumnConv
 	NimbleColumnConv *elem;
 };
 
+/*
+ * How values go into a column of type typid and typmod: its fast path (or
+ * its input function), made once per scan in CurrentMemoryContext.  With
+ * count_elements, the column takes an array's number of elements ("#path").
+ */
 NimbleColumnConv *
 nimble_conv_create(Oid typid, int32 typmod, bool count_elements)
 {
@@ -319,6 +324,11 @@ nimble_conv_string(NimbleColumnConv *conv, const char *str, bool *isnull)
 							 conv->typmod);
 }
 
+/*
+ * A captured JSON value as the column's Datum (*isnull for an absent value
+ * or a JSON null): the fast path where the column has one, else the
+ * type's input function on the value's text.  Throws what the type throws.
+ */
 Datum
 nimble_conv_value(NimbleColumnConv *conv, const NimbleJsonValue *value,
 				  bool *isnull)

@@ -57,6 +57,7 @@ nimble_learned_list_total(Oid serverid, const NimbleEndpoint *list, double *valu
 		*value = *place;
 }
 
+/* What was learned of a keyed request's rows, leaving *value alone when nothing was. */
 void
 nimble_learned_rows_per_key(Oid serverid, const char *resource, double *value)
 {

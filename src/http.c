@@ -209,6 +209,10 @@ header_cb(char *line, size_t size, size_t nitems, void *userdata)
  * ----------------------------------------------------------------
  */
 
+/*
+ * Initialise libcurl for the backend (once, before any thread could).
+ * Called from _PG_init.
+ */
 void
 nimble_http_init(void)
 {
@@ -325,6 +329,12 @@ append_header(NimbleHttpSession *session, const char *line)
 	session->headers = list;
 }
 
+/*
+ * A session for one scan of res on a server with opts: the headers that
+ * carry api_key (for api's auth header), the figures to count into (stats,
+ * and the server's nimble_stats), and a reset callback on cxt that detaches
+ * every request still in flight and frees what libcurl allocated.
+ */
 NimbleHttpSession *
 nimble_http_session_create(MemoryContext cxt, const NimbleServerOptions *opts,
 						   const NimbleApiDef *api, const NimbleResourceDef *res,
@@ -363,6 +373,7 @@ nimble_http_session_create(MemoryContext cxt, const NimbleServerOptions *opts,
 	return session;
 }
 
+/* A request of session, idle, to be started with nimble_http_start(). */
 NimbleHttpRequest *
 nimble_http_request_create(NimbleHttpSession *session)
 {
@@ -486,6 +497,12 @@ try_launch(NimbleHttpRequest *req, TimestampTz now)
 	return true;
 }
 
+/*
+ * Start (or queue behind the rate limit) a GET of the server's url + path,
+ * answered from the cache when cache_ttl allows.  not_found_is_empty: a
+ * 404 means no rows (a keyed request), not an error.  The transfer goes on
+ * while the caller does other work; nimble_http_finish() waits for it.
+ */
 void
 nimble_http_start(NimbleHttpRequest *req, const char *path,
 				  bool not_found_is_empty)
@@ -550,6 +567,7 @@ nimble_http_remember(NimbleHttpRequest *req, const char *body, int len)
 					   req->url.data, req->launched_at, body, (size_t) len);
 }
 
+/* Stop req, wherever it is, and forget its response. */
 void
 nimble_http_cancel(NimbleHttpRequest *req)
 {
@@ -558,12 +576,14 @@ nimble_http_cancel(NimbleHttpRequest *req)
 	req->state = REQ_IDLE;
 }
 
+/* Is req still running, or waiting to be tried again? */
 bool
 nimble_http_busy(NimbleHttpRequest *req)
 {
 	return req->state == REQ_RUNNING || req->state == REQ_BACKOFF;
 }
 
+/* req's path, below the server's url: what messages name. */
 const char *
 nimble_http_path(NimbleHttpRequest *req)
 {

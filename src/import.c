@@ -35,6 +35,11 @@ table_wanted(ImportForeignSchemaStmt *stmt, const char *name)
 	return stmt->list_type == FDW_IMPORT_SCHEMA_LIMIT_TO ? listed : !listed;
 }
 
+/*
+ * IMPORT FOREIGN SCHEMA: one CREATE FOREIGN TABLE per resource of the
+ * server's API (as LIMIT TO / EXCEPT allow), with the description's
+ * columns and types.  The remote schema is the API's name.
+ */
 List *
 nimble_import_schema(ImportForeignSchemaStmt *stmt, Oid serverOid)
 {

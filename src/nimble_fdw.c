@@ -51,6 +51,9 @@ typedef struct NimbleScanState
 	NimbleScan *scan;			/* NULL for EXPLAIN without ANALYZE */
 } NimbleScanState;
 
+/*
+ * Module load: the settings, the hooks and callbacks, libcurl.
+ */
 void
 _PG_init(void)
 {
@@ -465,6 +468,9 @@ nimble_import_foreign_schema(ImportForeignSchemaStmt *stmt, Oid serverOid)
 	return nimble_import_schema(stmt, serverOid);
 }
 
+/*
+ * The FDW handler: nimble_fdw's FdwRoutine.
+ */
 Datum
 nimble_fdw_handler(PG_FUNCTION_ARGS)
 {

@@ -296,6 +296,11 @@ route_covers(NimblePlanState *ps, TupleDesc tupdesc, NimbleRoute route,
 	return covers;
 }
 
+/*
+ * GetForeignRelSize: read the table's and server's options, find the key
+ * conditions (all kept as local conditions too), and estimate the rows
+ * from the keys, or the list's size as learned or guessed.
+ */
 void
 nimble_get_rel_size(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 {
@@ -494,6 +499,12 @@ key_join_clauses(PlannerInfo *root, RelOptInfo *baserel, NimblePlanState *ps)
 	return result;
 }
 
+/*
+ * GetForeignPaths: the plain path (the route the keys allow), and one
+ * parameterized path per set of outer relations that an exact key join
+ * clause needs, costed in requests, rounds of max_concurrency and the
+ * rate limit.
+ */
 void
 nimble_get_paths(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 {
@@ -607,6 +618,12 @@ row_bound(PlannerInfo *root, RelOptInfo *baserel)
 	return (int) root->limit_tuples;
 }
 
+/*
+ * GetForeignPlan: the keys of the chosen path as fdw_exprs, and what the
+ * executor needs to know as fdw_private (nimble_private_to_list); every
+ * condition stays in the plan's qual, to be checked locally.  A resource
+ * that cannot be listed and got no keys is refused here, with a hint.
+ */
 ForeignScan *
 nimble_get_plan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid,
 				ForeignPath *best_path, List *tlist, List *scan_clauses,

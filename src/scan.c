@@ -204,6 +204,14 @@ bind_columns(NimbleScan *scan, TupleDesc tupdesc, List *retrieved_attrs)
 	scan->nbindings = n;
 }
 
+/*
+ * A scan of table's resource along route, under parent: the columns of
+ * retrieved_attrs bound to where the route reads them, the list walk
+ * (unless KEYED), the window of max_concurrency requests, the HTTP session
+ * with api_key.  needs_extra: list rows need their enrichment request.
+ * Keys, where the route needs them, come with nimble_scan_set_keys() or
+ * nimble_scan_set_typed_keys().
+ */
 NimbleScan *
 nimble_scan_create(MemoryContext parent, const NimbleTableOptions *table,
 				   const NimbleServerOptions *server, const char *api_key,
@@ -274,6 +282,7 @@ nimble_scan_create(MemoryContext parent, const NimbleTableOptions *table,
 	return scan;
 }
 
+/* What the scan has done so far, for EXPLAIN ANALYZE. */
 NimbleScanStats *
 nimble_scan_stats(NimbleScan *scan)
 {

@@ -99,6 +99,11 @@ column_index(TupleDesc tupdesc, const char *name)
 	return -1;
 }
 
+/*
+ * nimble_wait_batch(batch_id, timeout [, server]): poll what the server's
+ * API says to poll until the batch is done, and return its row; 55000
+ * past the timeout, 42704 for a batch the API does not know.
+ */
 Datum
 nimble_wait_batch(PG_FUNCTION_ARGS)
 {

@@ -220,6 +220,11 @@ insert_path(PathNode *root, const char *path)
 	return node;
 }
 
+/*
+ * What to capture from a body: rows at rows_path ("" for the body itself;
+ * rows_single when it holds one object, not an array; rows_required when a
+ * body without it is malformed), and then the row and page paths added.
+ */
 NimbleDocSpec *
 nimble_doc_spec_create(const char *rows_path, bool rows_required,
 					   bool rows_single)
@@ -275,6 +280,7 @@ nimble_doc_spec_add_page_path(NimbleDocSpec *spec, const char *path)
 	return node->slot;
 }
 
+/* How many values each row of a parse with spec holds. */
 int
 nimble_doc_spec_row_slots(const NimbleDocSpec *spec)
 {
