@@ -3,8 +3,9 @@
  * import.c
  *		  IMPORT FOREIGN SCHEMA for nimble_fdw.
  *
- * The remote "schema" is the API itself (nimble); its tables are the
- * resources of the route table, with the columns and types listed there.
+ * The remote "schema" is the server's API itself (its name: nimble,
+ * scrape, ...); its tables are the resources of the API's description,
+ * with the columns and types listed there.
  *
  *-------------------------------------------------------------------------
  */

@@ -68,7 +68,7 @@ typedef struct NimbleServerOptions
 {
 	char	   *url;			/* base url, version prefix included, no
 								 * trailing slash */
-	const NimbleApiDef *api;	/* the "api" option's route tables */
+	const NimbleApiDef *api;	/* the "api" option's description */
 	int			timeout_ms;
 	int			connect_timeout_ms;
 	int			page_size;		/* 0: let the API choose */
