@@ -4,144 +4,33 @@
     python3 test/mock_apis_selfcheck.py [--no-bench]
 
 Starts each mock on a free loopback port as a subprocess and checks every
-documented behaviour with plain assertions: the seed shapes field for field,
-derived counts, auth both ways, 404/405/400s, the list walk with its
-limit/offset edges, the control endpoints, every fault kind, keep-alive
-reuse, a clean SIGTERM exit, then a small bench data set of each.  Prints
-"mock_scrape: N checks passed" and "mock_factcheck: N checks passed" (or the
-failures); exits 1 on any failure.  Takes about 10 s.
+documented behaviour with plain assertions: the APIs' documented examples
+field for field, derived counts, auth both ways, 404/405/400s, the list
+walk with its limit/offset edges, the control endpoints, every fault kind,
+keep-alive reuse, a clean SIGTERM exit, then a small bench data set of
+each.  The helpers are test/lib/mockcheck.py's.  Prints "mock_scrape: N
+checks passed" and "mock_factcheck: N checks passed" (or the failures);
+exits 1 on any failure.  Takes about 8 s (7 s with --no-bench).
 """
 
 import email.utils
-import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import traceback
 from datetime import datetime, timedelta
 from urllib.parse import quote
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+from mockcheck import (TEST_DIR, Checks, Client, check_stopped, not_utf8, raw,  # noqa: E402
+                       read_all, split_resp, start_mock)
+
 SCRAPE_AUTH = {"X-API-Key": "test-key"}
 FC_AUTH = {"Authorization": "Bearer test-key"}
-
-
-class Checks:
-    def __init__(self, name):
-        self.name, self.passed, self.failed = name, 0, []
-
-    def __call__(self, what, cond, detail=""):
-        if cond:
-            self.passed += 1
-        else:
-            self.failed.append(what)
-            print("FAIL %s: %s %s" % (self.name, what, str(detail)[:400]), flush=True)
-
-    def run(self, fn, *args):
-        try:
-            fn(self, *args)
-        except Exception:
-            traceback.print_exc()
-            self(fn.__name__ + " raised", False)
-
-
-def start_mock(script, *args, timeout=20):
-    tmp = tempfile.mkdtemp(prefix="mockapis")
-    pf = os.path.join(tmp, "port")
-    t0 = time.monotonic()
-    proc = subprocess.Popen([sys.executable, os.path.join(HERE, script), "--port", "0",
-                             "--port-file", pf] + list(args),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    while not os.path.exists(pf):
-        if proc.poll() is not None or time.monotonic() - t0 > timeout:
-            proc.kill()
-            raise RuntimeError("%s did not start: %s" % (script, proc.stderr.read().decode()))
-        time.sleep(0.02)
-    port = int(open(pf).read())
-    os.unlink(pf)
-    os.rmdir(tmp)
-    return proc, port
-
-
-def stop_mock(chk, proc, check_stderr=True):
-    proc.send_signal(signal.SIGTERM)
-    try:
-        rc = proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        rc = None
-    chk("clean SIGTERM exit", rc == 0, rc)
-    if check_stderr:
-        err = proc.stderr.read()
-        chk("stderr empty", err == b"", err[:500])
-
-
-class Client:
-    def __init__(self, port, auth):
-        self.port, self.auth = port, auth
-        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-
-    def req(self, path, headers=None, method="GET", body=None):
-        """-> (status, lower-case headers, body); reuses the connection."""
-        if headers is None:
-            headers = self.auth
-        for attempt in (0, 1):
-            try:
-                self.conn.request(method, path, body=body, headers=dict(headers))
-                r = self.conn.getresponse()
-                data = r.read()
-                if r.getheader("Connection", "").lower() == "close":
-                    self.conn.close()
-                return r.status, {k.lower(): v for k, v in r.getheaders()}, data
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
-                self.conn.close()
-                if attempt:
-                    raise
-        raise AssertionError
-
-    def json(self, path, **kw):
-        s, h, b = self.req(path, **kw)
-        return s, json.loads(b)
-
-    def ctl(self, path, method="GET", body=None):
-        return self.req("/_mock/" + path, headers={}, method=method, body=body)[2].decode()
-
-
-def raw(port, path, headers, timeout=5):
-    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-    hdr = "".join("%s: %s\r\n" % kv for kv in headers.items())
-    s.sendall(("GET %s HTTP/1.1\r\nHost: x\r\n%s\r\n" % (path, hdr)).encode())
-    return s
-
-
-def read_all(s):
-    buf = b""
-    while True:
-        try:
-            d = s.recv(65536)
-        except socket.timeout:
-            return buf, "timeout"
-        except ConnectionResetError:
-            return buf, "reset"
-        if not d:
-            return buf, "eof"
-        buf += d
-
-
-def split_resp(buf):
-    head, _, body = buf.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    hdrs = {}
-    for ln in lines[1:]:
-        k, _, v = ln.partition(":")
-        hdrs[k.strip().lower()] = v.strip()
-    return int(lines[0].split()[1]) if lines[0] else 0, hdrs, body
 
 
 def has_nul(v):
@@ -152,14 +41,6 @@ def has_nul(v):
     if isinstance(v, list):
         return any(has_nul(x) for x in v)
     return False
-
-
-def not_utf8(b):
-    try:
-        b.decode("utf-8")
-        return False
-    except UnicodeDecodeError:
-        return True
 
 
 # --------------------------------------------------------------------------
@@ -308,7 +189,7 @@ def common_checks(chk, c, port, auth, eps, err_of):
 def cli_checks(chk, script, bad_args):
     """Loopback-only, flag validation, SIGINT exit 0, --verbose logging."""
     for args in [["--host", "0.0.0.0"], ["--host", "192.0.2.1"]] + bad_args:
-        r = subprocess.run([sys.executable, os.path.join(HERE, script)] + args,
+        r = subprocess.run([sys.executable, os.path.join(TEST_DIR, script)] + args,
                            capture_output=True, timeout=10)
         chk("rejects %s" % args, r.returncode == 2 and b"error" in r.stderr, r)
     proc, port = start_mock(script, "--verbose")
@@ -366,7 +247,8 @@ SCRAPE_IDS = ["batch_xyz789", "batch_empty000", "batch_large300", "batch_done001
               "batch_unicode01", "batch_failed01", "batch odd/id ü?&%#"]
 SCRAPE_DATA_KEYS = ["batch_id", "total_urls", "completed", "failed", "pending",
                     "total_items_extracted", "estimated_completion", "jobs"]
-SEED_003 = {"success": True, "data": {
+# the documentation page's example answer (its first job only)
+SCRAPE_EXAMPLE = {"success": True, "data": {
     "batch_id": "batch_xyz789", "total_urls": 10, "completed": 7, "failed": 1, "pending": 2,
     "total_items_extracted": 245, "estimated_completion": "2024-12-16T10:35:00Z",
     "jobs": [{"job_id": "job_abc123", "url": "https://example.com/page1",
@@ -389,13 +271,13 @@ def scrape_data(chk, c):
     d = json.loads(b)
     chk("200 json", s == 200 and h["content-type"] == "application/json")
     chk("top keys", list(d) == ["success", "data"] and d["success"] is True)
-    chk("data keys seed order", list(d["data"]) == SCRAPE_DATA_KEYS, list(d["data"]))
-    seed_d, got = SEED_003["data"], d["data"]
-    chk("seed example values", all(got[k] == seed_d[k] for k in SCRAPE_DATA_KEYS[:-1]),
+    chk("data keys in documented order", list(d["data"]) == SCRAPE_DATA_KEYS, list(d["data"]))
+    doc, got = SCRAPE_EXAMPLE["data"], d["data"]
+    chk("documented example values", all(got[k] == doc[k] for k in SCRAPE_DATA_KEYS[:-1]),
         got)
-    chk("seed example job", got["jobs"][0] == seed_d["jobs"][0]
+    chk("documented example job", got["jobs"][0] == doc["jobs"][0]
         and list(got["jobs"][0]) == ["job_id", "url", "status", "items_extracted"])
-    chk("seed example types", type(got["total_urls"]) is int
+    chk("documented example types", type(got["total_urls"]) is int
         and isinstance(got["estimated_completion"], str))
     chk("xyz789 jobs", [j["job_id"] for j in got["jobs"]] ==
         ["job_abc%d" % n for n in range(123, 133)]
@@ -602,7 +484,7 @@ def scrape_bench(chk):
                 and x["jobs"][0]["job_id"] == "job_%06d_000001" % n, x["failed"])
         chk("bench 404", c.req(sp("batch_000061"))[0] == 404)
     finally:
-        stop_mock(chk, proc)
+        check_stopped(chk, proc)
 
 
 def test_scrape(chk, bench):
@@ -625,7 +507,7 @@ def test_scrape(chk, bench):
             ("/fault=status/status=429" + p, None, "GET", 429), (p, None, "GET", 200)])
         chk.run(concurrency_checks, port, SCRAPE_AUTH, [sp(b) for b in SCRAPE_IDS])
     finally:
-        stop_mock(chk, proc)
+        check_stopped(chk, proc)
     chk.run(cli_checks, "mock_scrape.py", [["--batches", "3"], ["--jobs-per-batch", "3"],
                                            ["--batches", "0", "--jobs-per-batch", "1"]])
     if bench:
@@ -642,7 +524,8 @@ FC_KEYS = ["id", "name", "inputFormat", "originalFileName", "status", "totalItem
            "validationErrors", "createdAt", "startedAt", "completedAt", "expiresAt"]
 FC_ORDER = ["batch_pending01", "batch_xyz789", "batch_empty01", "batch_abc123def456",
             "batch_unicode01", "batch_bigcost01", "batch_cancel01", "batch_failed123"]
-SEED_004_1 = {
+# the documentation page's three examples (the last two in part)
+FC_EXAMPLE_1 = {
     "id": "batch_abc123def456", "name": "Daily fact check", "inputFormat": "json",
     "originalFileName": None, "status": "completed", "totalItems": 50, "processedItems": 50,
     "successCount": 48, "failureCount": 2, "methodsConfig": {"reasoning": 1, "tool": 0.5},
@@ -651,10 +534,10 @@ SEED_004_1 = {
     "validationErrors": None, "createdAt": "2024-01-15T10:00:00Z",
     "startedAt": "2024-01-15T10:00:01Z", "completedAt": "2024-01-15T10:02:30Z",
     "expiresAt": "2024-02-14T10:00:00Z"}
-SEED_004_2 = {"id": "batch_xyz789", "name": "Article verification", "status": "processing",
+FC_EXAMPLE_2 = {"id": "batch_xyz789", "name": "Article verification", "status": "processing",
               "totalItems": 100, "processedItems": 45, "successCount": 44, "failureCount": 1,
               "completedAt": None}
-SEED_004_3 = {"id": "batch_failed123", "status": "failed", "totalItems": 10,
+FC_EXAMPLE_3 = {"id": "batch_failed123", "status": "failed", "totalItems": 10,
               "processedItems": 0, "errorMessage": "3 validation error(s)",
               "validationErrors": [{"row": 1, "error": "Content is required"},
                                    {"row": 5, "error": "Content exceeds maximum length"},
@@ -674,13 +557,13 @@ def fc_err(b):
 def fc_data(chk, c):
     s, h, b = c.req(fp("batch_abc123def456"))
     d = json.loads(b)
-    chk("seed example 1 verbatim", s == 200 and d == SEED_004_1 and list(d) == list(SEED_004_1)
+    chk("example 1 verbatim", s == 200 and d == FC_EXAMPLE_1 and list(d) == list(FC_EXAMPLE_1)
         and list(d["methodsConfig"]) == ["reasoning", "tool"], d)
     chk("compact deterministic", b'": ' not in b and c.req(fp("batch_abc123def456"))[2] == b)
     _, d = c.json(fp("batch_xyz789"))
-    chk("seed example 2", all(d[k] == v for k, v in SEED_004_2.items()), d)
+    chk("example 2", all(d[k] == v for k, v in FC_EXAMPLE_2.items()), d)
     _, d = c.json(fp("batch_failed123"))
-    chk("seed example 3", all(d[k] == v for k, v in SEED_004_3.items())
+    chk("example 3", all(d[k] == v for k, v in FC_EXAMPLE_3.items())
         and d["startedAt"] is None, d)
     s, h, lb = c.req("/v1/batch")
     lst = json.loads(lb)
@@ -940,7 +823,7 @@ def fc_bench(chk):
             and list(d1) == FC_KEYS and d1["successCount"] + d1["failureCount"] ==
             d1["processedItems"])
     finally:
-        stop_mock(chk, proc)
+        check_stopped(chk, proc)
 
 
 def test_factcheck(chk, bench):
@@ -968,7 +851,7 @@ def test_factcheck(chk, bench):
         chk.run(concurrency_checks, port, FC_AUTH, [fp(b) for b in FC_ORDER] + [
             "/v1/batch?limit=3&offset=%d" % o for o in (0, 3, 6)])
     finally:
-        stop_mock(chk, proc)
+        check_stopped(chk, proc)
     chk.run(cli_checks, "mock_factcheck.py", [["--batches", "0"], ["--jobs-per-batch", "3"]])
     if bench:
         chk.run(fc_bench)

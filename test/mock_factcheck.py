@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """mock_factcheck.py - a deterministic mock of a fact-check batch API for nimble_fdw tests.
 
-Python 3.11 standard library only.  Shaped like the seed excerpt
-../shared/seeds/004_* ("Get Batch", GET /v1/batch/:id).  Server, prefix,
-fault and control machinery are shared with test/mock_scrape.py in
-test/mock_common.py and behave like test/mock_nimble.py's.
+Python 3.11 standard library only.  Shaped like the fact-check API's
+documentation page "Get Batch" (GET /v1/batch/:id): its three example
+batches and its field list.  The server, prefix, fault and control
+machinery are test/lib/mock_common.py's, shared with test/mock_nimble.py
+and test/mock_scrape.py.
 
 RUNNING
     python3 test/mock_factcheck.py [--host 127.0.0.1] [--port 0] [--port-file PATH]
@@ -30,7 +31,7 @@ URL LAYOUT
     id is one percent-decoded path segment.  /v1/batches (plural) and
     /v1/batch/ (empty id) -> 404 not_found.
     details: the batch object itself, no envelope, all 20 keys always present,
-      in the seed's order:
+      in the documentation's order:
         id, name, inputFormat, originalFileName (s|null), status, totalItems,
         processedItems, successCount, failureCount, methodsConfig {..},
         context {..}, totalCostCents, totalInputTokens, totalOutputTokens,
@@ -39,7 +40,7 @@ URL LAYOUT
       status: pending | processing | completed | failed | cancelled;
       timestamps "YYYY-MM-DDTHH:MM:SSZ"; expiresAt = createdAt + 30 days;
       completedAt is null exactly while pending/processing.
-    list (our assumption; the seed is silent):
+    list (our assumption; the documentation is silent):
       {"data":[batch objects, byte-identical to details],
        "pagination":{"total":N,"limit":L,"offset":O,"hasMore":bool}}
       newest first (createdAt descending, then id descending); limit default
@@ -61,22 +62,22 @@ URL LAYOUT
 DEFAULT DATA SET (8 batches, fixed values; list order = this table)
     id                  status      total processed ok fail  notes
     batch_pending01     pending       25      0      0    0  startedAt, completedAt null
-    batch_xyz789        processing   100     45     44    1  seed example 2; completedAt null
+    batch_xyz789        processing   100     45     44    1  example 2; completedAt null
     batch_empty01       completed      0      0      0    0  empty batch; methodsConfig {},
                                                              context {}
-    batch_abc123def456  completed     50     50     48    2  seed example 1, verbatim
+    batch_abc123def456  completed     50     50     48    2  example 1, verbatim
     batch_unicode01     completed      3      3      3    0  name "Zürich — 東京 ✓ Faktencheck",
                         originalFileName "prüfung_東京.csv", context.source
                         "café 😀" written with \\u escapes
     batch_bigcost01     completed 1000000 1000000 999000 1000  totalCostCents 3500000000,
                         totalInputTokens 6000000000, totalOutputTokens 4294967296 (> 2^31)
     batch_cancel01      cancelled    200     80     79    1  errorMessage "Batch cancelled by user"
-    batch_failed123     failed        10      0      0    0  seed example 3: errorMessage
+    batch_failed123     failed        10      0      0    0  example 3: errorMessage
                         "3 validation error(s)", validationErrors rows 1, 5, 8;
                         startedAt null
     createdAt: batch_failed123 2024-01-11T10:00:00Z, then one day apart in
-    reverse table order up to batch_pending01 2024-01-18T10:00:00Z (the seed's
-    batch_abc123def456 is 2024-01-15T10:00:00Z).  Null originalFileName:
+    reverse table order up to batch_pending01 2024-01-18T10:00:00Z (example
+    1, batch_abc123def456, is 2024-01-15T10:00:00Z).  Null originalFileName:
     batch_pending01, batch_abc123def456, batch_cancel01.  A walk with limit=3
     takes 3 pages (3, 3, 2).
     --batches N generates a bench set instead: id "batch_{n:08d}", name
@@ -140,7 +141,7 @@ import threading
 from datetime import datetime, timedelta, timezone
 from urllib.parse import unquote
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 import mock_common as mc  # noqa: E402
 
 KEYS = ("id", "name", "inputFormat", "originalFileName", "status", "totalItems",
@@ -248,7 +249,7 @@ def render(b):
     return mc.dumps({k: b[k] for k in KEYS})
 
 
-class FactcheckApi:
+class FactcheckApi(mc.Api):
     name = "mock_factcheck"
     endpoints = ("list", "details")
     fault_kinds = mc.BASE_FAULTS | {"data_not_array", "missing_pagination", "always_more"}
@@ -257,6 +258,7 @@ class FactcheckApi:
     not_found = err(404)
     batch_not_found = err(404, message="Batch not found")
     method_not_allowed = err(405)
+    controls = ("batch_state",)
 
     def __init__(self, batches, api_key):
         self.api_key = api_key
@@ -290,7 +292,7 @@ class FactcheckApi:
                 return "details", unquote(parts[2])
         return None, None
 
-    def normal(self, endpoint, arg, query):
+    def normal(self, endpoint, arg, query, prefix):
         rendered = self.rendered  # swapped whole by batch_state / reset
         if endpoint == "details":
             i = self.index.get(arg)
@@ -356,8 +358,6 @@ class FactcheckApi:
         return True
 
     def control(self, name, q):
-        if name != "batch_state":
-            return None
         from_json = q.pop("__json__", False)
         bid = q.pop("id", None)
         if not isinstance(bid, str):

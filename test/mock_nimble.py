@@ -3,7 +3,9 @@
 
 Python 3.11 standard library only.  Responses are shaped like the OpenAPI
 excerpts of the real API (GET /v1/batches, /v1/batches/{id},
-/v1/batches/{id}/progress).
+/v1/batches/{id}/progress).  The server, prefix, fault and control machinery
+are test/lib/mock_common.py's, shared with test/mock_scrape.py and
+test/mock_factcheck.py; this file describes the API and its data.
 
 RUNNING
     python3 test/mock_nimble.py [--host 127.0.0.1] [--port 0] [--port-file PATH]
@@ -50,9 +52,10 @@ URL LAYOUT
       cursors with 0 <= offset < total are valid.  The last page has
       has_next false and next_cursor null.
     details: {"status":"success",id,completed,completed_count,progress,
-      created_at[,completed_at],tasks:[task|null,..]}; task keys in seed order
-      id,state,output_url,status_url,download_url,error,error_type,created_at,
-      modified_at,account_name,input,_query,batch_id,status_code,api_type
+      created_at[,completed_at],tasks:[task|null,..]}; task keys in the
+      excerpts' order id,state,output_url,status_url,download_url,error,
+      error_type,created_at,modified_at,account_name,input,_query,batch_id,
+      status_code,api_type
       (optional keys are absent, never null, where they do not apply).
     progress: {"status":"success",id,completed,completed_count[,completed_at],
       progress}.
@@ -77,7 +80,8 @@ URL LAYOUT
 
 DEFAULT DATA SET (12 batches, fixed timestamps, no randomness)
     batch n id  b1000000-0000-4000-8000-{n:012x}
-    task k id   7a000000-{n:04x}-4000-8000-{k:012x}  (k = 1-based array position)
+    task k id   7a000000-{n:04x}-4000-8000-{k:012x}  (k = 1-based array position;
+                both from test/lib/ids.py)
     batch created_at 2026-03-01T00:00:00.000Z + n hours; task created_at =
     batch created_at + k s; modified_at = task created_at + 5 min.
     _query is null for odd k, {"engine":api_type,"k":k} for even k.
@@ -123,7 +127,7 @@ CONTROL ENDPOINTS (no auth, never counted, never delayed)
     Counted: every non-/_mock request, including 400/401/404/405 and faults.
 
 FAULTS (prefix segments)
-    fault=KIND   on=list|details|progress (only those requests are faulted)
+    fault=KIND   on=ENDPOINT, one of the six above (only those requests are faulted)
     after=N      the first N matching requests behave normally
     times=N      fault at most N matching requests, then behave normally
     Counters for after/times are keyed by the full prefix string and cleared
@@ -132,7 +136,7 @@ FAULTS (prefix segments)
     date S seconds from now) and retry_after_ms=V (retry-after-ms: V) are
     added to any faulted response that has headers.
     Unknown kind -> 400 text "unknown fault".  Kinds:
-      status          status=CODE (default 500) with the seed body for it:
+      status          status=CODE (default 500) with the excerpts' body for it:
                       400 Error400, 401 unauthorized, 402 trial expired,
                       403 Forbidden, 404 Batch not found, 408/409, 429 Rate
                       limit exceeded, 500 Error500, others {"status":"failed",
@@ -191,26 +195,17 @@ FAULTS (prefix segments)
     apply to unchanged.  Only stall_body and truncate send "Connection: close"
     (stall_headers and reset close without sending any header).
 """
-
-import argparse
 import base64
-import collections
 import copy
-import email.utils
-import http
-import json
 import os
-import re
-import select
-import signal
-import socket
-import struct
 import sys
 import threading
-import time
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, unquote
+from urllib.parse import unquote
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+import mock_common as mc  # noqa: E402
+from ids import ANY_ID, batch_id, task_id, task_numbers  # noqa: E402
 
 # --------------------------------------------------------------------------
 # data set
@@ -223,44 +218,11 @@ TASK_KEYS = ("id", "state", "output_url", "status_url", "download_url", "error",
              "_query", "batch_id", "status_code", "api_type")
 DONE_STATES = ("success", "error")
 API_TYPES = ("web", "serp", "ecommerce")
-ENDPOINTS = ("list", "details", "progress", "tasks", "task", "results")
-
-
-class RawJSON:
-    """A value emitted verbatim (used for the \\u-escaped input of batch 5)."""
-    registry = {}
-
-    def __init__(self, text):
-        self.placeholder = "@@RAW@@%d" % len(RawJSON.registry)
-        RawJSON.registry[self.placeholder] = text.encode("utf-8")
-
-    def __deepcopy__(self, memo):
-        return self
-
-
-_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"),
-                            default=lambda o: o.placeholder)
-
-
-def dumps(obj):
-    out = _encoder.encode(obj).encode("utf-8")
-    if b"@@RAW@@" in out:
-        for ph, raw in RawJSON.registry.items():
-            out = out.replace(b'"' + ph.encode() + b'"', raw)
-    return out
 
 
 def iso(dt):
     return "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ" % (dt.year, dt.month, dt.day, dt.hour,
                                                   dt.minute, dt.second, dt.microsecond // 1000)
-
-
-def batch_id(n):
-    return "b1000000-0000-4000-8000-%012x" % n
-
-
-def task_id(n, k):
-    return "7a000000-%04x-4000-8000-%012x" % (n, k)
 
 
 def make_task(n, k, state, api_type="web", full=True, account="acme",
@@ -309,7 +271,7 @@ def make_result(t):
     """A finished task's result (GET /tasks/{id}/results), or None."""
     if t["state"] not in ("success", "completed"):
         return None
-    n, k = int(t["id"][9:13], 16), int(t["id"][-12:], 16)
+    n, k = task_numbers(t["id"])
     inp = t["input"] if isinstance(t["input"], dict) else {}
     title = ("Produkt %d — 東京" % k) if n == 5 else "Product %d" % k
     return {"status": "success", "task_id": t["id"], "url": inp.get("url"),
@@ -336,7 +298,7 @@ def default_dataset():
     b.append(make_batch(5, [
         make_task(5, 1, "error", account=zl, error="Zeitüberschreitung — タイムアウト",
                   error_type="timeout_error",
-                  inp=RawJSON('{"query":"caf\\u00e9 \\ud83d\\ude00"}')),
+                  inp=mc.RawJSON('{"query":"caf\\u00e9 \\ud83d\\ude00"}')),
         make_task(5, 2, "success", "serp", account=zl,
                   inp={"query": "Straße 東京", "render": False}),
         make_task(5, 3, "success", "ecommerce", account=zl)],
@@ -403,7 +365,7 @@ def render(batch):
             "tasks": [t["id"] for t in batch["tasks"] if t is not None]}
     if "username" in batch:
         item["username"] = batch["username"]
-    return dumps(d), dumps(p), dumps(item)
+    return mc.dumps(d), mc.dumps(p), mc.dumps(item)
 
 
 def encode_cursor(off):
@@ -422,95 +384,6 @@ def decode_cursor(cur, total):
 
 
 # --------------------------------------------------------------------------
-# server state
-# --------------------------------------------------------------------------
-
-REQUEST_LOG_MAX = 2000000  # entries kept for /_mock/requests
-
-
-class MockState:
-    def __init__(self, batches):
-        self.lock = threading.Lock()
-        self.batches = batches[::-1]  # newest first
-        self.index = {b["id"]: i for i, b in enumerate(self.batches)}
-        self.rendered = [render(b) for b in self.batches]
-        self.list_items = [r[2] for r in self.rendered]
-        self._index_tasks()
-        self.originals = {}
-        self.reset()
-
-    def _index_tasks(self):
-        """The /tasks list, and where each task is (batch index, position)."""
-        self.task_index, items = {}, []
-        for i, b in enumerate(self.batches):
-            for pos, t in enumerate(b["tasks"]):
-                if t is not None:
-                    self.task_index[t["id"]] = (i, pos)
-                    items.append(dumps(t))
-        self.task_items = items
-
-    def task(self, tid):
-        with self.lock:
-            where = self.task_index.get(tid)
-            return None if where is None else self.batches[where[0]]["tasks"][where[1]]
-
-    def reset(self):
-        with self.lock:
-            self.counts = {"total": 0, "list": 0, "details": 0, "progress": 0,
-                           "tasks": 0, "task": 0, "results": 0, "unauthorized": 0}
-            self.by_path = {}
-            self.requests = collections.deque(maxlen=REQUEST_LOG_MAX)
-            self.fault_seen = {}
-            self.last_headers = {}
-            for i, orig in self.originals.items():
-                self.batches[i] = orig
-                self._rerender(i)
-            self.originals = {}
-
-    def _rerender(self, i):
-        self.rendered[i] = render(self.batches[i])
-        items = list(self.list_items)
-        items[i] = self.rendered[i][2]
-        self.list_items = items  # swap atomically for readers
-        self._index_tasks()
-
-    def record(self, endpoint, path, headers, authorized, target=None, t=None):
-        with self.lock:
-            if target is not None:
-                self.requests.append((target, t))
-            self.counts["total"] += 1
-            if endpoint:
-                self.counts[endpoint] += 1
-            if not authorized:
-                self.counts["unauthorized"] += 1
-            self.by_path[path] = self.by_path.get(path, 0) + 1
-            self.last_headers = headers
-
-    def should_fault(self, key, after, times):
-        with self.lock:
-            i = self.fault_seen.get(key, 0)
-            self.fault_seen[key] = i + 1
-        return i >= after and (times is None or i - after < times)
-
-    def set_task_state(self, bid, tid, state):
-        with self.lock:
-            i = self.index.get(bid)
-            if i is None:
-                return False
-            batch = self.batches[i]
-            pos = next((j for j, t in enumerate(batch["tasks"])
-                        if t is not None and t["id"] == tid), None)
-            if pos is None:
-                return False
-            if i not in self.originals:
-                self.originals[i] = copy.deepcopy(batch)
-            t = dict(batch["tasks"][pos], state=state, modified_at=LATER_TS)
-            batch["tasks"][pos] = {k: t[k] for k in TASK_KEYS if k in t}
-            self._rerender(i)
-            return True
-
-
-# --------------------------------------------------------------------------
 # canned bodies
 # --------------------------------------------------------------------------
 
@@ -520,9 +393,9 @@ def error400(details=None):
             "instancePath": "", "schemaPath": "#/required", "keyword": "required",
             "params": {"missingProperty": "search_engine"},
             "message": "must have required property 'search_engine'"}]}
-    return dumps({"status": "failed", "msg": "Invalid request parameters",
-                  "error": "PARAMETERS_FAILED_JSON_SCHEMA_VALIDATION_ERROR",
-                  "details": details})
+    return mc.dumps({"status": "failed", "msg": "Invalid request parameters",
+                     "error": "PARAMETERS_FAILED_JSON_SCHEMA_VALIDATION_ERROR",
+                     "details": details})
 
 
 def param_error(name, keyword, message):
@@ -531,72 +404,27 @@ def param_error(name, keyword, message):
         "keyword": keyword, "params": {}, "message": message}]})
 
 
-UNAUTHORIZED = dumps({"status": "failed", "msg": "Unauthorized: invalid or missing API key"})
-BATCH_NOT_FOUND = dumps({"status": "failed", "error": "Batch not found"})
-TASK_NOT_FOUND = dumps({"status": "failed", "error": "Task not found"})
-RESULTS_NOT_FOUND = dumps({"status": "failed", "error": "Task results not found"})
-NOT_FOUND = dumps({"status": "failed", "error": "Not found"})
-METHOD_NOT_ALLOWED = dumps({"status": "failed", "msg": "Method Not Allowed"})
-ERROR500 = dumps({"success": "false", "task_id": "1ed1dbeb-8f34-4fd1-bb2d-a72bacae2ef3",
-                  "message": "can't download the query response - please try again"})
+UNAUTHORIZED = mc.dumps({"status": "failed", "msg": "Unauthorized: invalid or missing API key"})
+BATCH_NOT_FOUND = mc.dumps({"status": "failed", "error": "Batch not found"})
+TASK_NOT_FOUND = mc.dumps({"status": "failed", "error": "Task not found"})
+RESULTS_NOT_FOUND = mc.dumps({"status": "failed", "error": "Task results not found"})
+NOT_FOUND = mc.dumps({"status": "failed", "error": "Not found"})
+METHOD_NOT_ALLOWED = mc.dumps({"status": "failed", "msg": "Method Not Allowed"})
+ERROR500 = mc.dumps({"success": "false", "task_id": "1ed1dbeb-8f34-4fd1-bb2d-a72bacae2ef3",
+                     "message": "can't download the query response - please try again"})
 STATUS_MSGS = {402: "trial expired", 403: "Forbidden: account blocked",
                408: "Request timeout", 409: "Conflict", 429: "Rate limit exceeded",
                555: "Unknown Error"}
 
 
-def reason(code):
-    try:
-        return http.HTTPStatus(code).phrase
-    except ValueError:
-        return STATUS_MSGS.get(code, "Error %d" % code)
-
-
-def status_body(code):
-    if code == 400:
-        return error400()
-    if code == 401:
-        return UNAUTHORIZED
-    if code == 404:
-        return BATCH_NOT_FOUND
-    if code == 500:
-        return ERROR500
-    return dumps({"status": "failed", "msg": STATUS_MSGS.get(code, reason(code))})
-
-
-def html_page(code):
-    line = "%d %s" % (code, reason(code))
-    return ("<html>\r\n<head><title>%s</title></head>\r\n<body>\r\n"
-            "<center><h1>%s</h1></center>\r\n<hr><center>nginx/1.25.3</center>\r\n"
-            "</body>\r\n</html>\r\n" % (line, line)).encode()
-
-
-PREFIX_PARAMS = {"fault": str, "on": str, "after": int, "times": int, "status": int,
-                 "retry_after": str, "retry_after_ms": str, "stall": float,
-                 "delay_ms": float, "chunk": int, "depth": int, "size": int,
-                 "latency": float, "count": int, "ids": str}
-FAULT_KINDS = {"status", "stall_headers", "stall_body", "reset", "truncate", "html",
-               "not_json", "empty", "invalid_utf8", "nul_escape", "wrong_type",
-               "deep_nesting", "huge", "repeat_cursor", "null_cursor",
-               "data_not_array", "missing_pagination", "slow_body", "redirect",
-               "shapes", "dup_item", "echo_auth", "echo_auth_location",
-               "big_header", "many_headers"}
-JSON_FAULTS = {"invalid_utf8", "nul_escape", "wrong_type", "deep_nesting",
-               "repeat_cursor", "null_cursor", "data_not_array", "missing_pagination",
-               "shapes", "dup_item"}
-# the ids of the data set, which ids=upper spells in upper case
-ID_PATTERN = re.compile(rb"\b(?:b1000000-0000-4000-8000-[0-9a-f]{12}|"
-                        rb"7a000000-[0-9a-f]{4}-4000-8000-[0-9a-f]{12})\b")
-BAD_UTF8, DEEP = "@@INVALID_UTF8@@", "@@DEEP@@"
-
-
 def _shape(n, created_at, status_code=None, inp=None, query=None):
     t = {"id": "shape-%02d" % n, "state": "success", "created_at": created_at}
     if status_code is not None:
-        t["status_code"] = RawJSON(status_code)
+        t["status_code"] = mc.RawJSON(status_code)
     if inp is not None:
-        t["input"] = RawJSON(inp)
+        t["input"] = mc.RawJSON(inp)
     if query is not None:
-        t["_query"] = RawJSON(query)
+        t["_query"] = mc.RawJSON(query)
     return t
 
 
@@ -629,327 +457,144 @@ SHAPE_TASKS = [
 ]
 
 
-def parse_prefix(segs):
-    p = {}
-    for seg in segs:
-        name, _, value = seg.partition("=")
-        name, value = unquote(name), unquote(value)
-        if name not in PREFIX_PARAMS:
-            raise ValueError("unknown prefix parameter: " + name)
-        try:
-            p[name] = PREFIX_PARAMS[name](value)
-        except ValueError:
-            raise ValueError("bad value for " + name) from None
-        if PREFIX_PARAMS[name] is not str and p[name] < 0:
-            raise ValueError("bad value for " + name)
-    if "fault" in p and p["fault"] not in FAULT_KINDS:
-        raise ValueError("unknown fault")
-    if p.get("on", "list") not in ENDPOINTS:
-        raise ValueError("bad value for on")
-    if p.get("ids", "lower") not in ("lower", "upper"):
-        raise ValueError("bad value for ids")
-    if not 200 <= p.get("status", 500) <= 599:
-        raise ValueError("bad value for status")
-    return p
-
-
-def _mid(s, ins):
-    return s[:len(s) // 2] + ins + s[len(s) // 2:]
-
-
-def modify_json(kind, endpoint, body, p):
-    if kind == "dup_item":
-        # a list page whose first item comes again at its end
-        if endpoint in ("list", "tasks"):
-            obj = json.loads(body)
-            if obj["data"]:
-                obj["data"].append(obj["data"][0])
-            return dumps(obj)
-        return body
-    obj = json.loads(body)
-    if endpoint == "list":
-        first = obj["data"][0] if obj["data"] else None
-        if kind in ("invalid_utf8", "nul_escape") and first:
-            first["account_name"] = _mid(first["account_name"],
-                                         BAD_UTF8 if kind == "invalid_utf8" else "\x00")
-        elif kind == "wrong_type" and first:
-            first["completed"] = "maybe"
-        elif kind == "deep_nesting" and first:
-            first["x"] = DEEP
-        elif kind == "repeat_cursor":
-            obj["pagination"].update(has_next=True, next_cursor=encode_cursor(0))
-        elif kind == "null_cursor":
-            obj["pagination"].update(has_next=True, next_cursor=None)
-        elif kind == "data_not_array":
-            obj["data"] = {}
-        elif kind == "missing_pagination":
-            del obj["pagination"]
-        else:
-            return body
-    elif endpoint == "details":
-        task = next((t for t in obj["tasks"] if t is not None), None)
-        if kind in ("invalid_utf8", "nul_escape"):
-            ins = BAD_UTF8 if kind == "invalid_utf8" else "\x00"
-            if task:
-                task["state"] = _mid(task["state"], ins)
-            else:
-                obj["created_at"] = _mid(obj["created_at"], ins)
-        elif kind == "wrong_type":
-            if task:
-                task["status_code"] = "two hundred"
-                ordered = {k: task[k] for k in TASK_KEYS if k in task}
-                task.clear()
-                task.update(ordered)
-            else:
-                obj["completed_count"] = "two hundred"
-        elif kind == "deep_nesting":
-            if task:
-                task["input"] = DEEP
-            else:
-                obj["x"] = DEEP
-        elif kind == "data_not_array":
-            obj["tasks"] = "oops"
-        elif kind == "shapes":
-            obj["tasks"] = copy.deepcopy(SHAPE_TASKS)
-        else:
-            return body
-    elif endpoint in ("tasks", "task", "results"):
-        if kind == "data_not_array" and endpoint == "tasks":
-            obj["data"] = {}
-        elif kind == "data_not_array" and endpoint == "task":
-            obj["task"] = ["oops"]
-        elif kind == "wrong_type" and endpoint == "task":
-            obj["task"]["status_code"] = "two hundred"
-        else:
-            return body
-    else:  # progress
-        if kind in ("invalid_utf8", "nul_escape"):
-            obj["id"] = _mid(obj["id"], BAD_UTF8 if kind == "invalid_utf8" else "\x00")
-        elif kind == "wrong_type":
-            obj["completed_count"] = {"n": 1}
-        elif kind == "deep_nesting":
-            obj["x"] = DEEP
-        else:
-            return body
-    out = dumps(obj)
-    out = out.replace(BAD_UTF8.encode(), b"\xff\xfe")
-    if kind == "deep_nesting":
-        d = p.get("depth", 100000)
-        out = out.replace(b'"' + DEEP.encode() + b'"', b"[" * d + b"]" * d)
-    return out
-
-
 # --------------------------------------------------------------------------
-# HTTP handler
+# the API
 # --------------------------------------------------------------------------
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "mock_nimble/1.0"
-    sys_version = ""
-    timeout = 300  # idle keep-alive connections are dropped after this
+# collection -> its endpoints: the list, one item, the item's sub-resource
+# (whose path segment is its name)
+ROUTES = {"batches": ("list", "details", "progress"),
+          "tasks": ("tasks", "task", "results")}
 
-    def version_string(self):
-        return self.server_version
 
-    def setup(self):
-        super().setup()
-        try:
-            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass
+class NimbleApi(mc.Api):
+    name = "mock_nimble"
+    description = "Mock Nimble batch API (see module docstring)"
+    endpoints = ("list", "details", "progress", "tasks", "task", "results")
+    fault_kinds = mc.BASE_FAULTS | mc.HEADER_FAULTS | {
+        "repeat_cursor", "null_cursor", "data_not_array", "missing_pagination", "shapes",
+        "dup_item"}
+    prefix_params = dict(mc.PREFIX_PARAMS, count=int, ids=str)
+    prefix_choices = {"ids": ("lower", "upper")}
+    secret_headers = ("authorization",)
+    unauthorized = UNAUTHORIZED
+    not_found = NOT_FOUND
+    method_not_allowed = METHOD_NOT_ALLOWED
+    controls = ("task_state",)
+    # a blank control parameter ("state=", "endpoint=") is not given at all
+    keep_blank_control_values = False
 
-    def log_message(self, fmt, *args):
-        if self.server.verbose:
-            sys.stderr.write("%s %s\n" % (self.address_string(), fmt % args))
+    def __init__(self, batches, api_key):
+        self.api_key = api_key
+        self.lock = threading.Lock()
+        self.batches = batches[::-1]  # newest first
+        self.index = {b["id"]: i for i, b in enumerate(self.batches)}
+        self.rendered = [render(b) for b in self.batches]
+        self.list_items = [r[2] for r in self.rendered]
+        self._index_tasks()
+        self.originals = {}
 
-    def do_GET(self):
-        self._dispatch("GET")
+    @classmethod
+    def add_arguments(cls, ap):
+        ap.add_argument("--batches", type=int)
+        ap.add_argument("--tasks-per-batch", type=int)
 
-    def do_POST(self):
-        self._dispatch("POST")
+    @classmethod
+    def from_args(cls, a, ap):
+        if (a.batches is None) != (a.tasks_per_batch is None):
+            ap.error("--batches and --tasks-per-batch go together")
+        if a.batches is not None:
+            if not (1 <= a.batches <= 0xFFFF and 0 <= a.tasks_per_batch):
+                ap.error("--batches must be 1..65535, --tasks-per-batch >= 0")
+            return cls(bench_dataset(a.batches, a.tasks_per_batch), a.api_key)
+        return cls(default_dataset(), a.api_key)
 
-    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_POST
+    # ---- the data, and task_state's changes to it ----
+    def _index_tasks(self):
+        """The /tasks list, and where each task is (batch index, position)."""
+        self.task_index, items = {}, []
+        for i, b in enumerate(self.batches):
+            for pos, t in enumerate(b["tasks"]):
+                if t is not None:
+                    self.task_index[t["id"]] = (i, pos)
+                    items.append(mc.dumps(t))
+        self.task_items = items
 
-    def do_HEAD(self):
-        self._dispatch("HEAD")
+    def task(self, tid):
+        with self.lock:
+            where = self.task_index.get(tid)
+            return None if where is None else self.batches[where[0]]["tasks"][where[1]]
 
-    # ---- plumbing ----
-    def _dispatch(self, method):
-        try:
-            body = self._read_body()
-            path, _, query = self.path.partition("?")
-            if path == "/_mock" or path.startswith("/_mock/"):
-                self._control(method, path, query, body)
-            else:
-                self._api(method, path, query)
-        except (BrokenPipeError, ConnectionResetError,
-                ConnectionAbortedError, TimeoutError, OSError):
-            self.close_connection = True
+    def _rerender(self, i):
+        self.rendered[i] = render(self.batches[i])
+        items = list(self.list_items)
+        items[i] = self.rendered[i][2]
+        self.list_items = items  # swap atomically for readers
+        self._index_tasks()
 
-    def _read_body(self):
-        if self.headers.get("Transfer-Encoding"):
-            self.close_connection = True  # not supported: just drop the conn after
-            return b""
-        n = int(self.headers.get("Content-Length") or 0)
-        if n > (1 << 20):
-            self.close_connection = True
-            return b""
-        return self.rfile.read(n) if n > 0 else b""
+    def control(self, name, q):
+        if not all(isinstance(q.get(k), str) for k in ("batch_id", "task_id", "state")):
+            return 400, "need batch_id, task_id, state"
+        with self.lock:
+            i = self.index.get(q["batch_id"])
+            if i is None:
+                return 404, "not found"
+            batch = self.batches[i]
+            pos = next((j for j, t in enumerate(batch["tasks"])
+                        if t is not None and t["id"] == q["task_id"]), None)
+            if pos is None:
+                return 404, "not found"
+            if i not in self.originals:
+                self.originals[i] = copy.deepcopy(batch)
+            t = dict(batch["tasks"][pos], state=q["state"], modified_at=LATER_TS)
+            batch["tasks"][pos] = {k: t[k] for k in TASK_KEYS if k in t}
+            self._rerender(i)
+        return 200, "ok"
 
-    def _head(self, code, ctype, length, extra=(), close=False):
-        self.send_response(code, reason(code))
-        if ctype:
-            self.send_header("Content-Type", ctype)
-        if length is not None:
-            self.send_header("Content-Length", str(length))
-        for k, v in extra:
-            self.send_header(k, v)
-        if close:
-            self.send_header("Connection", "close")
-        self._headers_buffer.append(b"\r\n")
+    def reset_data(self):
+        with self.lock:
+            for i, orig in self.originals.items():
+                self.batches[i] = orig
+                self._rerender(i)
+            self.originals = {}
 
-    def _flush_head(self, more=b""):
-        self._headers_buffer.append(more)
-        data = b"".join(self._headers_buffer)
-        self._headers_buffer = []
-        self.wfile.write(data)
+    # ---- requests ----
+    def authorized(self, headers):
+        scheme, _, token = headers.get("Authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and token.strip() == self.api_key
 
-    def _send(self, code, body, ctype="application/json", extra=(), close=False):
-        self._head(code, ctype, len(body), extra, close)
-        self._flush_head(b"" if self.command == "HEAD" else body)
+    def route(self, parts):
+        """/v1/batches[/{id}[/progress]], /v1/tasks[/{id}[/results]]; /v2 alike."""
+        if len(parts) < 2 or parts[0] not in ("v1", "v2") or parts[1] not in ROUTES:
+            return None, None
+        collection, one, sub = ROUTES[parts[1]]
+        if len(parts) == 2:
+            return collection, None
+        if len(parts) == 3 and parts[2]:
+            return one, unquote(parts[2])
+        if len(parts) == 4 and parts[2] and parts[3] == sub:
+            return sub, unquote(parts[2])
+        return None, None
 
-    def _text(self, code, text):
-        self._send(code, text.encode(), "text/plain; charset=utf-8")
-
-    def _stall(self, seconds):
-        """Wait, but return early if the client closes its side."""
-        deadline = time.monotonic() + seconds
-        sock = self.connection
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
-            try:
-                r, _, _ = select.select([sock], [], [], min(remaining, 5.0))
-                if r and not sock.recv(65536):
-                    return
-            except (OSError, ValueError):
-                return
-
-    # ---- control endpoints ----
-    def _control(self, method, path, query, body):
-        st = self.server.state
-        q = {k: v[0] for k, v in parse_qs(query).items()}
-        name = path[len("/_mock/"):]
-        if name == "count" and method == "GET":
-            ep = q.get("endpoint")
-            if ep is not None and ep not in ENDPOINTS:
-                return self._text(400, "bad endpoint")
-            with st.lock:
-                n = st.counts[ep or "total"]
-            return self._text(200, str(n))
-        if name == "stats" and method == "GET":
-            with st.lock:
-                d = dict(st.counts, by_path=dict(sorted(st.by_path.items())))
-            return self._send(200, dumps(d))
-        if name == "requests" and method == "GET":
-            with st.lock:
-                reqs = list(st.requests)
-            return self._send(200, dumps([{"path": pth, "t": t} for pth, t in reqs]))
-        if name == "reset" and method in ("GET", "POST"):
-            st.reset()
-            return self._text(200, "ok")
-        if name == "task_state" and method in ("GET", "POST"):
-            if method == "POST":
-                try:
-                    q = json.loads(body or b"{}")
-                    assert isinstance(q, dict)
-                except Exception:
-                    return self._text(400, "bad json")
-            if not all(isinstance(q.get(k), str) for k in ("batch_id", "task_id", "state")):
-                return self._text(400, "need batch_id, task_id, state")
-            if st.set_task_state(q["batch_id"], q["task_id"], q["state"]):
-                return self._text(200, "ok")
-            return self._text(404, "not found")
-        if name == "last_headers" and method == "GET":
-            with st.lock:
-                h = st.last_headers
-            return self._send(200, dumps(h))
-        return self._text(404, "not found")
-
-    # ---- API ----
-    def _api(self, method, path, query):
-        arrived = time.monotonic()
-        srv, st = self.server, self.server.state
-        parts = path.split("/")[1:] if path.startswith("/") else []
-        i = 0
-        while i < len(parts) and "=" in parts[i]:
-            i += 1
-        prefix_segs, rest_parts = parts[:i], parts[i:]
-        rest = "/" + "/".join(rest_parts)
-        endpoint, bid = None, None
-        if len(rest_parts) >= 2 and rest_parts[0] in ("v1", "v2") and rest_parts[1] == "batches":
-            if len(rest_parts) == 2:
-                endpoint = "list"
-            elif len(rest_parts) == 3 and rest_parts[2]:
-                endpoint, bid = "details", unquote(rest_parts[2])
-            elif len(rest_parts) == 4 and rest_parts[2] and rest_parts[3] == "progress":
-                endpoint, bid = "progress", unquote(rest_parts[2])
-        elif len(rest_parts) >= 2 and rest_parts[0] in ("v1", "v2") and rest_parts[1] == "tasks":
-            if len(rest_parts) == 2:
-                endpoint = "tasks"
-            elif len(rest_parts) == 3 and rest_parts[2]:
-                endpoint, bid = "task", unquote(rest_parts[2])
-            elif len(rest_parts) == 4 and rest_parts[2] and rest_parts[3] == "results":
-                endpoint, bid = "results", unquote(rest_parts[2])
-
-        auth = self.headers.get("Authorization", "")
-        scheme, _, token = auth.partition(" ")
-        authorized = scheme.lower() == "bearer" and token.strip() == srv.api_key
-        hdrs = {}
-        for k, v in self.headers.items():
-            hdrs[k.lower()] = "<redacted>" if k.lower() == "authorization" else v
-        hdrs["authorized"] = authorized
-        st.record(endpoint, rest, hdrs, authorized, self.path, arrived)
-
-        try:
-            p = parse_prefix(prefix_segs)
-        except ValueError as e:
-            return self._text(400, str(e))
-        latency = p.get("latency", srv.latency_ms)
-        if latency > 0:
-            time.sleep(latency / 1000.0)
-        if not authorized:
-            return self._send(401, UNAUTHORIZED)
-        if endpoint is None:
-            return self._send(404, NOT_FOUND)
-        if method != "GET":
-            return self._send(405, METHOD_NOT_ALLOWED, extra=[("Allow", "GET")])
-
-        upper = p.get("ids") == "upper"
-        if upper and bid is not None:
+    def normal(self, endpoint, arg, query, prefix):
+        upper = prefix.get("ids") == "upper"
+        if upper and arg is not None:
             # the API knows its ids in upper case only
-            bid = bid.lower() if bid == bid.upper() else "\0not-an-id"
-        code, body = self._normal(endpoint, bid, query)
+            arg = arg.lower() if arg == arg.upper() else "\0not-an-id"
+        code, body = self._answer(endpoint, arg, query)
         if upper:
-            body = ID_PATTERN.sub(lambda m: m.group(0).upper(), body)
-        kind = p.get("fault")
-        if kind and p.get("on", endpoint) == endpoint and st.should_fault(
-                "/".join(prefix_segs), p.get("after", 0), p.get("times")):
-            return self._fault(kind, p, endpoint, code, body, rest, query)
-        return self._send(code, body)
+            body = ANY_ID.sub(lambda m: m.group(0).upper(), body)
+        return code, body
 
-    def _normal(self, endpoint, bid, query):
-        st = self.server.state
+    def _answer(self, endpoint, arg, query):
         if endpoint in ("list", "tasks"):
-            q = parse_qs(query, keep_blank_values=True)
-            items = st.list_items if endpoint == "list" else st.task_items
+            q = mc.query_dict(query)
+            items = self.list_items if endpoint == "list" else self.task_items
             total = len(items)
             limit = 100
             if "limit" in q:
                 try:
-                    limit = int(q["limit"][0])
+                    limit = int(q["limit"])
                     if not 1 <= limit <= 1000:
                         raise ValueError
                 except ValueError:
@@ -957,7 +602,7 @@ class Handler(BaseHTTPRequestHandler):
                                             "must be an integer between 1 and 1000")
             off = 0
             if "cursor" in q:
-                off = decode_cursor(q["cursor"][0], total)
+                off = decode_cursor(q["cursor"], total)
                 if off is None:
                     return 400, param_error("cursor", "format", "invalid cursor")
             has_next = off + limit < total
@@ -965,170 +610,102 @@ class Handler(BaseHTTPRequestHandler):
                    "next_cursor": encode_cursor(off + limit) if has_next else None,
                    "total": total}
             return 200, (b'{"data":[' + b",".join(items[off:off + limit]) +
-                         b'],"pagination":' + dumps(pag) + b"}")
+                         b'],"pagination":' + mc.dumps(pag) + b"}")
         if endpoint in ("task", "results"):
-            t = st.task(bid)
+            t = self.task(arg)
             if t is None:
                 return 404, TASK_NOT_FOUND
             if endpoint == "task":
-                return 200, dumps({"task": t})
+                return 200, mc.dumps({"task": t})
             result = make_result(t)
-            return (200, dumps(result)) if result else (404, RESULTS_NOT_FOUND)
-        i = st.index.get(bid)
+            return (200, mc.dumps(result)) if result else (404, RESULTS_NOT_FOUND)
+        i = self.index.get(arg)
         if i is None:
             return 404, BATCH_NOT_FOUND
-        return 200, st.rendered[i][0 if endpoint == "details" else 1]
+        return 200, self.rendered[i][0 if endpoint == "details" else 1]
 
-    def _fault(self, kind, p, endpoint, code, body, rest, query):
-        extra = []
-        ra = p.get("retry_after")
-        if ra is not None:
-            if ra.startswith("date+") or ra.startswith("date-"):
-                try:
-                    ra = email.utils.formatdate(time.time() + float(ra[4:]), usegmt=True)
-                except ValueError:
-                    pass
-            extra.append(("Retry-After", ra))
-        if p.get("retry_after_ms") is not None:
-            extra.append(("retry-after-ms", p["retry_after_ms"]))
+    def error_body(self, code):
+        if code == 400:
+            return error400()
+        if code == 401:
+            return UNAUTHORIZED
+        if code == 404:
+            return BATCH_NOT_FOUND
+        if code == 500:
+            return ERROR500
+        return mc.dumps({"status": "failed", "msg": STATUS_MSGS.get(code, mc.reason(code))})
 
-        if kind == "status":
-            c = p.get("status", 500)
-            return self._send(c, status_body(c), extra=extra)
-        if kind == "echo_auth":
-            c = p.get("status", 401)
-            auth = self.headers.get("Authorization") or self.headers.get("X-API-Key") or ""
-            return self._send(c, dumps({"status": "failed", "msg": "bad key: " + auth}),
-                              extra=extra + [("X-Echo", auth)])
-        if kind == "echo_auth_location":
-            auth = self.headers.get("Authorization") or self.headers.get("X-API-Key") or ""
-            loc = "http://127.0.0.2:%d/login?auth=%s" % (self.server.server_address[1], auth)
-            return self._send(302, b"", extra=extra + [("Location", loc)])
-        if kind == "big_header":
-            n = max(1, p.get("size", 300000))
-            return self._send(code, body, extra=extra + [("X-Big", "x" * n)])
-        if kind == "many_headers":
-            n = max(1, p.get("count", 5000))
-            return self._send(code, body,
-                              extra=extra + [("X-Many-%d" % i, "y" * 90) for i in range(n)])
-        if kind == "html":
-            c = p.get("status", 502)
-            return self._send(c, html_page(c), "text/html", extra=extra)
-        if kind == "not_json":
-            return self._send(200, b"upstream said: this is not json", extra=extra)
-        if kind == "empty":
-            return self._send(200, b"", extra=extra)
-        if kind == "redirect":
-            loc = "http://127.0.0.2:%d%s%s" % (self.server.server_address[1], rest,
-                                                "?" + query if query else "")
-            return self._send(302, b"", extra=extra + [("Location", loc)])
-        if kind == "stall_headers":
-            self.close_connection = True
-            self._stall(p.get("stall", 600))
-            return
-        if kind == "reset":
-            self.close_connection = True
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                       struct.pack("ii", 1, 0))
-            self.rfile.close()
-            self.connection.close()
-            return
-        if kind in JSON_FAULTS:
-            if code == 200:
-                body = modify_json(kind, endpoint, body, p)
-            return self._send(code, body, extra=extra)
-        if kind in ("truncate", "stall_body"):
-            self.close_connection = True
-            self._head(code, "application/json", len(body), extra, close=True)
-            self._flush_head(body[:len(body) // 2])
-            if kind == "stall_body":
-                self._stall(p.get("stall", 600))
-            return
-        if kind == "slow_body":
-            chunk, delay = max(1, p.get("chunk", 64)), p.get("delay_ms", 50) / 1000.0
-            self._head(code, "application/json", len(body), extra)
-            self._flush_head()
-            for off in range(0, len(body), chunk):
-                if off:
-                    time.sleep(delay)
-                self.wfile.write(body[off:off + chunk])
-            return
-        if kind == "huge":
-            head, tail = b'{"padding":"', b'",' + body[1:]
-            n = max(0, p.get("size", 100 * 1000 * 1000) - len(head) - len(tail))
-            self._head(code, "application/json", len(head) + n + len(tail), extra)
-            self._flush_head(head)
-            block = b"x" * 65536
-            while n > 0:
-                self.wfile.write(block[:min(n, len(block))])
-                n -= len(block)
-            self.wfile.write(tail)
-            return
-
-
-class MockServer(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    request_queue_size = 1024
-    allow_reuse_address = True
-
-    def handle_error(self, request, client_address):
-        if self.verbose:
-            super().handle_error(request, client_address)
-
-
-# --------------------------------------------------------------------------
-# main
-# --------------------------------------------------------------------------
-
-def main(argv=None):
-    ap = argparse.ArgumentParser(description="Mock Nimble batch API (see module docstring)")
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, default=0)
-    ap.add_argument("--port-file")
-    ap.add_argument("--api-key", default="test-key")
-    ap.add_argument("--latency-ms", type=float, default=0)
-    ap.add_argument("--batches", type=int)
-    ap.add_argument("--tasks-per-batch", type=int)
-    ap.add_argument("--quiet", action="store_true", help="no request logging (default)")
-    ap.add_argument("--verbose", action="store_true", help="log requests to stderr")
-    a = ap.parse_args(argv)
-    if a.host not in ("localhost", "::1") and not a.host.startswith("127."):
-        ap.error("--host must be a loopback address")
-    if (a.batches is None) != (a.tasks_per_batch is None):
-        ap.error("--batches and --tasks-per-batch go together")
-    if a.batches is not None:
-        if not (1 <= a.batches <= 0xFFFF and 0 <= a.tasks_per_batch):
-            ap.error("--batches must be 1..65535, --tasks-per-batch >= 0")
-        data = bench_dataset(a.batches, a.tasks_per_batch)
-    else:
-        data = default_dataset()
-
-    srv = MockServer((a.host, a.port), Handler)
-    srv.state = MockState(data)
-    srv.api_key = a.api_key
-    srv.latency_ms = a.latency_ms
-    srv.verbose = a.verbose and not a.quiet
-    port = srv.server_address[1]
-
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.2},
-                         daemon=True)
-    t.start()
-    if a.port_file:
-        tmp = "%s.tmp.%d" % (a.port_file, os.getpid())
-        with open(tmp, "w") as f:
-            f.write("%d\n" % port)
-        os.replace(tmp, a.port_file)
-    print("mock_nimble listening on http://%s:%d" % (a.host, port), flush=True)
-    while not stop.wait(0.5):
-        pass
-    srv.shutdown()
-    srv.server_close()
-    return 0
+    def modify_json(self, kind, endpoint, obj, p):
+        if kind == "dup_item":
+            # a list page whose first item comes again at its end
+            if endpoint in ("list", "tasks") and obj["data"]:
+                obj["data"].append(obj["data"][0])
+                return True
+            return False
+        if endpoint == "list":
+            first = obj["data"][0] if obj["data"] else None
+            if kind in ("invalid_utf8", "nul_escape") and first:
+                first["account_name"] = mc.mid(first["account_name"], mc.corrupt_text(kind))
+            elif kind == "wrong_type" and first:
+                first["completed"] = "maybe"
+            elif kind == "deep_nesting" and first:
+                first["x"] = mc.DEEP
+            elif kind == "repeat_cursor":
+                obj["pagination"].update(has_next=True, next_cursor=encode_cursor(0))
+            elif kind == "null_cursor":
+                obj["pagination"].update(has_next=True, next_cursor=None)
+            elif kind == "data_not_array":
+                obj["data"] = {}
+            elif kind == "missing_pagination":
+                del obj["pagination"]
+            else:
+                return False
+        elif endpoint == "details":
+            task = next((t for t in obj["tasks"] if t is not None), None)
+            if kind in ("invalid_utf8", "nul_escape"):
+                if task:
+                    task["state"] = mc.mid(task["state"], mc.corrupt_text(kind))
+                else:
+                    obj["created_at"] = mc.mid(obj["created_at"], mc.corrupt_text(kind))
+            elif kind == "wrong_type":
+                if task:
+                    task["status_code"] = "two hundred"
+                    ordered = {k: task[k] for k in TASK_KEYS if k in task}
+                    task.clear()
+                    task.update(ordered)
+                else:
+                    obj["completed_count"] = "two hundred"
+            elif kind == "deep_nesting":
+                if task:
+                    task["input"] = mc.DEEP
+                else:
+                    obj["x"] = mc.DEEP
+            elif kind == "data_not_array":
+                obj["tasks"] = "oops"
+            elif kind == "shapes":
+                obj["tasks"] = copy.deepcopy(SHAPE_TASKS)
+            else:
+                return False
+        elif endpoint in ("tasks", "task", "results"):
+            if kind == "data_not_array" and endpoint == "tasks":
+                obj["data"] = {}
+            elif kind == "data_not_array" and endpoint == "task":
+                obj["task"] = ["oops"]
+            elif kind == "wrong_type" and endpoint == "task":
+                obj["task"]["status_code"] = "two hundred"
+            else:
+                return False
+        else:  # progress
+            if kind in ("invalid_utf8", "nul_escape"):
+                obj["id"] = mc.mid(obj["id"], mc.corrupt_text(kind))
+            elif kind == "wrong_type":
+                obj["completed_count"] = {"n": 1}
+            elif kind == "deep_nesting":
+                obj["x"] = mc.DEEP
+            else:
+                return False
+        return True
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(mc.run(NimbleApi))

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """mock_scrape.py - a deterministic mock of a scraping batch API for nimble_fdw tests.
 
-Python 3.11 standard library only.  Shaped like the seed excerpt
-../shared/seeds/003_* ("Get Batch Progress", GET /api/v1/scrape/batch/
-{batch_id}/progress).  Server, prefix, fault and control machinery are
-shared with test/mock_factcheck.py in test/mock_common.py and behave like
-test/mock_nimble.py's.
+Python 3.11 standard library only.  Shaped like the scraping API's
+documentation page "Get Batch Progress" (GET /api/v1/scrape/batch/
+{batch_id}/progress): its field tables and its example.  The server,
+prefix, fault and control machinery are test/lib/mock_common.py's, shared
+with test/mock_nimble.py and test/mock_factcheck.py.
 
 RUNNING
     python3 test/mock_scrape.py [--host 127.0.0.1] [--port 0] [--port-file PATH]
@@ -22,8 +22,8 @@ RUNNING
 
 AUTH
     "X-API-Key: <api-key>" (exact value).  "Authorization: Bearer <key>" is
-    NOT accepted (the seed's header table says Bearer, its examples and this
-    project's issue say X-API-Key).  Otherwise 401
+    NOT accepted (the documentation's header table says Bearer; its
+    examples, and nimble_fdw, send X-API-Key).  Otherwise 401
     {"success":false,"error":{"code":"unauthorized",
                               "message":"Invalid or missing API key"}}.
     Order of checks: prefix syntax (400) -> latency -> auth (401) -> path (404)
@@ -33,7 +33,7 @@ URL LAYOUT
     {prefix}/api/v1/scrape/batch/{batch_id}/progress     endpoint "progress"
     batch_id is one percent-decoded path segment (so "/" in an id is %2F).
     There is no list endpoint: /api/v1/scrape/batch -> 404 not_found.
-    200 body, keys in this order (the seed's):
+    200 body, keys in this order (the documentation's):
       {"success":true,"data":{"batch_id":s,"total_urls":n,"completed":n,
         "failed":n,"pending":n,"total_items_extracted":n,
         "estimated_completion":"ISO 8601"|null,
@@ -44,7 +44,7 @@ URL LAYOUT
     total_items_extracted = sum of items_extracted over all jobs;
     estimated_completion = the batch's fixed estimate while pending > 0, null
     once pending = 0 (also for the empty batch).
-    Errors (our assumption; the seed is silent), all
+    Errors (our assumption; the documentation is silent), all
       {"success":false,"error":{"code":C,"message":M}}:
       401 unauthorized "Invalid or missing API key"
       404 batch_not_found "Batch not found"      (unknown batch id)
@@ -59,8 +59,8 @@ URL LAYOUT
 DEFAULT DATA SET (7 batches, fixed values, no randomness)
     batch_id            jobs  completed failed pending items estimated_completion
     batch_xyz789          10        7      1      2    245  2024-12-16T10:35:00Z
-        the seed's example; jobs job_abc123..job_abc132, urls
-        https://example.com/page1..page10; job 1 = the seed's job
+        the documentation's example; jobs job_abc123..job_abc132, urls
+        https://example.com/page1..page10; job 1 = the example's job
         (completed, 25 items); job 4 failed, job 7 processing, job 10 pending
     batch_empty000         0        0      0      0      0  null
     batch_large300       300      120     60    120   1500  2024-12-16T12:00:00Z
@@ -131,7 +131,7 @@ import sys
 import threading
 from urllib.parse import unquote
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 import mock_common as mc  # noqa: E402
 
 JOB_STATES = ("pending", "processing", "completed", "failed")
@@ -215,7 +215,7 @@ def err(code, name=None, message=None):
     return mc.dumps({"success": False, "error": {"code": name or c, "message": message or m}})
 
 
-class ScrapeApi:
+class ScrapeApi(mc.Api):
     name = "mock_scrape"
     endpoints = ("progress",)
     fault_kinds = mc.BASE_FAULTS | {"data_not_array"}
@@ -224,6 +224,7 @@ class ScrapeApi:
     not_found = err(404)
     batch_not_found = err(404, "batch_not_found", "Batch not found")
     method_not_allowed = err(405)
+    controls = ("job_state",)
 
     def __init__(self, batches, api_key):
         self.api_key = api_key
@@ -256,7 +257,7 @@ class ScrapeApi:
             return "progress", unquote(parts[4])
         return None, None
 
-    def normal(self, endpoint, arg, query):
+    def normal(self, endpoint, arg, query, prefix):
         body = self.rendered.get(arg)
         if body is None:
             return 404, self.batch_not_found
@@ -290,8 +291,6 @@ class ScrapeApi:
         return True
 
     def control(self, name, q):
-        if name != "job_state":
-            return None
         if not all(isinstance(q.get(k), str) for k in ("batch_id", "job_id", "status")):
             return 400, "need batch_id, job_id, status"
         if q["status"] not in JOB_STATES:

@@ -7,146 +7,54 @@ Starts the mock on a free port as a subprocess, exercises every endpoint,
 the cross-endpoint consistency rules, auth, pagination, every fault kind,
 after/times, reset and task_state, then starts a bench data set
 (--batches 1000 --tasks-per-batch 100) and checks that it comes up quickly.
-Prints "N passed, M failed"; exits 1 on any failure.
+The helpers are test/lib/mockcheck.py's, shared with
+test/mock_apis_selfcheck.py.  Prints "N passed, M failed"; exits 1 on any
+failure.  Takes about 4 s (8 s with the bench data set).
 """
 
 import email.utils
-import http.client
 import json
 import os
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
-import traceback
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-MOCK = os.path.join(HERE, "mock_nimble.py")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+from ids import batch_id as bid, task_id as tid  # noqa: E402
+from mockcheck import (Checks, Client, check_stopped, not_utf8, raw, read_all,  # noqa: E402
+                       split_resp, start_mock, stop_mock)
+
+MOCK = "mock_nimble.py"
 AUTH = {"Authorization": "Bearer test-key"}
-PASSED, FAILED = [], []
-
-
-def bid(n):
-    return "b1000000-0000-4000-8000-%012x" % n
-
-
-def tid(n, k):
-    return "7a000000-%04x-4000-8000-%012x" % (n, k)
-
-
-def check(name, cond, detail=""):
-    if cond:
-        PASSED.append(name)
-    else:
-        FAILED.append(name)
-        print("FAIL: %s %s" % (name, detail), flush=True)
-
-
-def start_mock(*args, timeout=30):
-    tmp = tempfile.mkdtemp(prefix="mockchk")
-    pf = os.path.join(tmp, "port")
-    t0 = time.monotonic()
-    proc = subprocess.Popen([sys.executable, MOCK, "--port", "0", "--port-file", pf] + list(args),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    while not os.path.exists(pf):
-        if proc.poll() is not None or time.monotonic() - t0 > timeout:
-            raise RuntimeError("mock did not start: " + proc.stderr.read().decode())
-        time.sleep(0.02)
-    port = int(open(pf).read())
-    return proc, port, time.monotonic() - t0
-
-
-class Client:
-    def __init__(self, port):
-        self.port = port
-        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-
-    def req(self, path, headers=AUTH, method="GET", body=None):
-        """-> (status, headers dict (lower-case), body bytes); reuses the connection."""
-        for attempt in (0, 1):
-            try:
-                self.conn.request(method, path, body=body, headers=dict(headers or {}))
-                r = self.conn.getresponse()
-                data = r.read()
-                if r.getheader("Connection", "").lower() == "close":
-                    self.conn.close()
-                return r.status, {k.lower(): v for k, v in r.getheaders()}, data
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
-                self.conn.close()
-                if attempt:
-                    raise
-        raise AssertionError
-
-    def json(self, path, **kw):
-        s, h, b = self.req(path, **kw)
-        return s, json.loads(b)
-
-    def ctl(self, path, method="GET", body=None):
-        return self.req("/_mock/" + path, headers={}, method=method, body=body)[2].decode()
-
-
-def raw(port, path, headers=AUTH, timeout=5):
-    """Raw socket request; -> (socket, head bytes read so far)."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-    hdr = "".join("%s: %s\r\n" % kv for kv in headers.items())
-    s.sendall(("GET %s HTTP/1.1\r\nHost: x\r\n%s\r\n" % (path, hdr)).encode())
-    return s
-
-
-def read_all(s):
-    buf = b""
-    while True:
-        try:
-            d = s.recv(65536)
-        except socket.timeout:
-            return buf, "timeout"
-        except ConnectionResetError:
-            return buf, "reset"
-        if not d:
-            return buf, "eof"
-        buf += d
-
-
-def split_resp(buf):
-    head, _, body = buf.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    hdrs = {}
-    for ln in lines[1:]:
-        k, _, v = ln.partition(":")
-        hdrs[k.strip().lower()] = v.strip()
-    return int(lines[0].split()[1]) if lines[0] else 0, hdrs, body
 
 
 # --------------------------------------------------------------------------
 
-def test_basic(c):
+def test_basic(chk, c):
     # list
     s, d = c.json("/v1/batches")
-    check("list 200", s == 200)
+    chk("list 200", s == 200)
     ids = [b["id"] for b in d["data"]]
-    check("list order newest first", ids == [bid(n) for n in range(12, 0, -1)], ids)
-    check("list pagination last", d["pagination"] == {"has_next": False, "next_cursor": None,
-                                                      "total": 12}, d["pagination"])
-    check("list item keys", list(d["data"][0]) == ["id", "account_name", "completed",
-                                                   "created_at", "tasks", "username"])
+    chk("list order newest first", ids == [bid(n) for n in range(12, 0, -1)], ids)
+    chk("list pagination last", d["pagination"] == {"has_next": False, "next_cursor": None,
+                                                    "total": 12}, d["pagination"])
+    chk("list item keys", list(d["data"][0]) == ["id", "account_name", "completed",
+                                                 "created_at", "tasks", "username"])
     by = {b["id"]: b for b in d["data"]}
-    check("username absent on 6 and 11",
-          "username" not in by[bid(6)] and "username" not in by[bid(11)]
-          and sum("username" in b for b in d["data"]) == 10)
-    check("batch created_at", by[bid(1)]["created_at"] == "2026-03-01T01:00:00.000Z"
-          and by[bid(12)]["created_at"] == "2026-03-01T12:00:00.000Z")
-    check("batch 5 non-ascii", by[bid(5)]["account_name"] == "Zürich Labs"
-          and by[bid(5)]["username"] == "björn — 東京 ✓")
-    check("batch 2 empty", by[bid(2)]["tasks"] == [] and by[bid(2)]["completed"] is False)
+    chk("username absent on 6 and 11",
+        "username" not in by[bid(6)] and "username" not in by[bid(11)]
+        and sum("username" in b for b in d["data"]) == 10)
+    chk("batch created_at", by[bid(1)]["created_at"] == "2026-03-01T01:00:00.000Z"
+        and by[bid(12)]["created_at"] == "2026-03-01T12:00:00.000Z")
+    chk("batch 5 non-ascii", by[bid(5)]["account_name"] == "Zürich Labs"
+        and by[bid(5)]["username"] == "björn — 東京 ✓")
+    chk("batch 2 empty", by[bid(2)]["tasks"] == [] and by[bid(2)]["completed"] is False)
 
     # determinism
     b1 = c.req("/v1/batches/" + bid(3))[2]
     b2 = c.req("/v1/batches/" + bid(3))[2]
-    check("details byte-identical", b1 == b2 and len(b1) > 400000, len(b1))
-    check("compact json", b'": ' not in b1[:2000] and b'", "' not in b1[:2000])
+    chk("details byte-identical", b1 == b2 and len(b1) > 400000, len(b1))
+    chk("compact json", b'": ' not in b1[:2000] and b'", "' not in b1[:2000])
 
     # consistency for every batch
     for n in range(1, 13):
@@ -168,94 +76,94 @@ def test_basic(c):
         if comp:
             ok = ok and det["completed_at"] == max(t.get("modified_at", t["created_at"])
                                                    for t in real)
-        check("consistency batch %d" % n, ok, (det.get("completed"), pro, item["completed"]))
-        check("details key order %d" % n, [k for k in det if k != "completed_at"] ==
-              ["status", "id", "completed", "completed_count", "progress", "created_at", "tasks"])
+        chk("consistency batch %d" % n, ok, (det.get("completed"), pro, item["completed"]))
+        chk("details key order %d" % n, [k for k in det if k != "completed_at"] ==
+            ["status", "id", "completed", "completed_count", "progress", "created_at", "tasks"])
         for t in real:
             if not all(k in t for k in ("id", "state", "status_url", "created_at", "input",
                                         "_query")):
-                check("required task keys %d" % n, False, t)
+                chk("required task keys %d" % n, False, t)
                 break
             if t["id"] != tid(n, det["tasks"].index(t) + 1):
-                check("task id scheme %d" % n, False, t["id"])
+                chk("task id scheme %d" % n, False, t["id"])
                 break
 
     # specific batches
     _, d1 = c.json("/v1/batches/" + bid(1))
-    check("batch 1", [t["state"] for t in d1["tasks"]] == ["success"] * 3
-          and d1["completed"] is True and d1["progress"] == 1)
+    chk("batch 1", [t["state"] for t in d1["tasks"]] == ["success"] * 3
+        and d1["completed"] is True and d1["progress"] == 1)
     _, d2 = c.json("/v1/batches/" + bid(2))
-    check("batch 2 details", d2["tasks"] == [] and d2["progress"] == 0
-          and d2["completed"] is False and "completed_at" not in d2)
+    chk("batch 2 details", d2["tasks"] == [] and d2["progress"] == 0
+        and d2["completed"] is False and "completed_at" not in d2)
     _, d3 = c.json("/v1/batches/" + bid(3))
     states = [t["state"] for t in d3["tasks"]]
-    check("batch 3 1000 tasks", len(states) == 1000 and states[:5] == [
+    chk("batch 3 1000 tasks", len(states) == 1000 and states[:5] == [
         "pending", "queued", "in_progress", "success", "error"] and d3["completed_count"] == 400
-          and d3["progress"] == 0.4 and d3["completed"] is False)
+        and d3["progress"] == 0.4 and d3["completed"] is False)
     e = d3["tasks"][4]
-    check("batch 3 error task", e["error"] == "Connection timeout"
-          and e["error_type"] == "timeout_error" and e["status_code"] == 500
-          and d3["tasks"][3]["status_code"] == 200)
-    check("batch 3 api_type", [t["api_type"] for t in d3["tasks"][:4]] ==
-          ["web", "serp", "ecommerce", "web"])
-    check("optional keys absent not null", "error" not in d3["tasks"][0]
-          and "output_url" not in d3["tasks"][0] and "output_url" in d3["tasks"][3])
-    check("_query null/object", d3["tasks"][0]["_query"] is None
-          and d3["tasks"][1]["_query"] == {"engine": "serp", "k": 2})
+    chk("batch 3 error task", e["error"] == "Connection timeout"
+        and e["error_type"] == "timeout_error" and e["status_code"] == 500
+        and d3["tasks"][3]["status_code"] == 200)
+    chk("batch 3 api_type", [t["api_type"] for t in d3["tasks"][:4]] ==
+        ["web", "serp", "ecommerce", "web"])
+    chk("optional keys absent not null", "error" not in d3["tasks"][0]
+        and "output_url" not in d3["tasks"][0] and "output_url" in d3["tasks"][3])
+    chk("_query null/object", d3["tasks"][0]["_query"] is None
+        and d3["tasks"][1]["_query"] == {"engine": "serp", "k": 2})
     t1 = d3["tasks"][3]
-    check("task urls", t1["status_url"] == "https://sdk.nimbleway.com/api/v2/tasks/" + t1["id"]
-          and t1["download_url"] == t1["status_url"] + "/results"
-          and t1["output_url"] == "s3://nimble-results/%s/%s.json" % (bid(3), t1["id"])
-          and t1["batch_id"] == bid(3))
+    chk("task urls", t1["status_url"] == "https://sdk.nimbleway.com/api/v2/tasks/" + t1["id"]
+        and t1["download_url"] == t1["status_url"] + "/results"
+        and t1["output_url"] == "s3://nimble-results/%s/%s.json" % (bid(3), t1["id"])
+        and t1["batch_id"] == bid(3))
     _, d4 = c.json("/v1/batches/" + bid(4))
-    check("batch 4 nulls", d4["tasks"][1] is None and d4["tasks"][3] is None
-          and len(d4["tasks"]) == 5 and d4["completed"] is True and d4["completed_count"] == 3)
+    chk("batch 4 nulls", d4["tasks"][1] is None and d4["tasks"][3] is None
+        and len(d4["tasks"]) == 5 and d4["completed"] is True and d4["completed_count"] == 3)
     raw5 = c.req("/v1/batches/" + bid(5))[2]
     _, d5 = c.json("/v1/batches/" + bid(5))
-    check("batch 5 escapes", b'"caf\\u00e9 \\ud83d\\ude00"' in raw5
-          and d5["tasks"][0]["input"] == {"query": "café 😀"}
-          and d5["tasks"][0]["error"] == "Zeitüberschreitung — タイムアウト"
-          and "Zürich Labs".encode() in raw5)
+    chk("batch 5 escapes", b'"caf\\u00e9 \\ud83d\\ude00"' in raw5
+        and d5["tasks"][0]["input"] == {"query": "café 😀"}
+        and d5["tasks"][0]["error"] == "Zeitüberschreitung — タイムアウト"
+        and "Zürich Labs".encode() in raw5)
     _, d6 = c.json("/v1/batches/" + bid(6))
-    check("batch 6 required keys only", all(
+    chk("batch 6 required keys only", all(
         list(t) == ["id", "state", "status_url", "created_at", "input", "_query"]
         for t in d6["tasks"]) and d6["completed"] is False)
     _, d7 = c.json("/v1/batches/" + bid(7))
-    check("batch 7 unknown states", [t["state"] for t in d7["tasks"]] ==
-          ["success", "completed", "failed", "error"] and d7["progress"] == 0.5)
+    chk("batch 7 unknown states", [t["state"] for t in d7["tasks"]] ==
+        ["success", "completed", "failed", "error"] and d7["progress"] == 0.5)
     _, p9 = c.json("/v1/batches/%s/progress" % bid(9))
-    check("progress 3 decimals", p9["progress"] == 0.667)
-    check("progress key order", list(p9) == ["status", "id", "completed", "completed_count",
-                                             "progress"])
+    chk("progress 3 decimals", p9["progress"] == 0.667)
+    chk("progress key order", list(p9) == ["status", "id", "completed", "completed_count",
+                                           "progress"])
     # v2 alias
-    check("v2 alias", c.req("/v2/batches/" + bid(1))[2] == c.req("/v1/batches/" + bid(1))[2])
+    chk("v2 alias", c.req("/v2/batches/" + bid(1))[2] == c.req("/v1/batches/" + bid(1))[2])
 
 
-def test_errors(c):
+def test_errors(chk, c):
     s, h, b = c.req("/v1/batches", headers={})
-    check("401 missing", s == 401 and json.loads(b) == {
+    chk("401 missing", s == 401 and json.loads(b) == {
         "status": "failed", "msg": "Unauthorized: invalid or missing API key"})
     s, h, b = c.req("/v1/batches", headers={"Authorization": "Bearer nope"})
-    check("401 wrong key", s == 401)
+    chk("401 wrong key", s == 401)
     s, d = c.json("/v1/batches/nonexistent")
-    check("404 details", s == 404 and d == {"status": "failed", "error": "Batch not found"})
+    chk("404 details", s == 404 and d == {"status": "failed", "error": "Batch not found"})
     s, d = c.json("/v1/batches/nonexistent/progress")
-    check("404 progress", s == 404 and d == {"status": "failed", "error": "Batch not found"})
+    chk("404 progress", s == 404 and d == {"status": "failed", "error": "Batch not found"})
     s, d = c.json("/v1/nothing")
-    check("404 path", s == 404 and d == {"status": "failed", "error": "Not found"})
+    chk("404 path", s == 404 and d == {"status": "failed", "error": "Not found"})
     s, h, b = c.req("/v1/batches", method="POST", body=b"{}")
-    check("405", s == 405)
+    chk("405", s == 405)
     for q in ("limit=0", "limit=1001", "limit=abc", "cursor=bogus", "cursor=cur_OTk"):
         s, d = c.json("/v1/batches?" + q)
-        check("400 " + q, s == 400 and d["status"] == "failed"
-              and d["msg"] == "Invalid request parameters"
-              and d["error"] == "PARAMETERS_FAILED_JSON_SCHEMA_VALIDATION_ERROR"
-              and isinstance(d["details"], dict), d)
+        chk("400 " + q, s == 400 and d["status"] == "failed"
+            and d["msg"] == "Invalid request parameters"
+            and d["error"] == "PARAMETERS_FAILED_JSON_SCHEMA_VALIDATION_ERROR"
+            and isinstance(d["details"], dict), d)
     s, d = c.json("/v1/batches?limit=1000")
-    check("limit 1000 ok", s == 200 and len(d["data"]) == 12)
+    chk("limit 1000 ok", s == 200 and len(d["data"]) == 12)
 
 
-def test_pagination(c):
+def test_pagination(chk, c):
     ids, cursor, pages, totals = [], None, 0, set()
     while True:
         q = "/v1/batches?limit=5" + ("&cursor=" + cursor if cursor else "")
@@ -264,204 +172,199 @@ def test_pagination(c):
         ids += [b["id"] for b in d["data"]]
         totals.add(d["pagination"]["total"])
         if not d["pagination"]["has_next"]:
-            check("last page cursor null", d["pagination"]["next_cursor"] is None)
+            chk("last page cursor null", d["pagination"]["next_cursor"] is None)
             break
         cursor = d["pagination"]["next_cursor"]
         if pages == 1:
-            check("cursor format", cursor == "cur_NQ", cursor)
+            chk("cursor format", cursor == "cur_NQ", cursor)
         if pages > 5:
             break
-    check("pagination walk", ids == [bid(n) for n in range(12, 0, -1)] and pages == 3
-          and totals == {12}, (pages, ids))
+    chk("pagination walk", ids == [bid(n) for n in range(12, 0, -1)] and pages == 3
+        and totals == {12}, (pages, ids))
 
 
-def test_tasks(c):
+def test_tasks(chk, c):
     """GET /tasks, /tasks/{id}, /tasks/{id}/results."""
     details = {n: c.json("/v1/batches/" + bid(n))[1] for n in range(1, 13)}
     expected = [t for n in range(12, 0, -1) for t in details[n]["tasks"] if t is not None]
     got, cursor, pages = [], None, 0
     while True:
         s, d = c.json("/v1/tasks?limit=250" + ("&cursor=" + cursor if cursor else ""))
-        check("tasks page 200", s == 200, s)
+        chk("tasks page 200", s == 200, s)
         got += d["data"]
         pages += 1
         if not d["pagination"]["has_next"]:
             break
         cursor = d["pagination"]["next_cursor"]
-    check("tasks walk = every non-null task, newest batch first", got == expected,
-          (len(got), len(expected)))
-    check("tasks walk pages/total", pages == 5 and d["pagination"]["total"] == 1033,
-          (pages, d["pagination"]))
+    chk("tasks walk = every non-null task, newest batch first", got == expected,
+        (len(got), len(expected)))
+    chk("tasks walk pages/total", pages == 5 and d["pagination"]["total"] == 1033,
+        (pages, d["pagination"]))
     s, d = c.json("/v1/tasks")
-    check("tasks default limit 100", s == 200 and len(d["data"]) == 100)
+    chk("tasks default limit 100", s == 200 and len(d["data"]) == 100)
     s, d = c.json("/v1/tasks?limit=0")
-    check("tasks bad limit 400", s == 400 and d["status"] == "failed")
+    chk("tasks bad limit 400", s == 400 and d["status"] == "failed")
     s, d = c.json("/v1/tasks/" + tid(7, 3))
-    check("task wraps the details object", s == 200 and d == {"task": details[7]["tasks"][2]})
+    chk("task wraps the details object", s == 200 and d == {"task": details[7]["tasks"][2]})
     s, d = c.json("/v1/tasks/nope")
-    check("task unknown 404", s == 404 and d == {"status": "failed", "error": "Task not found"})
+    chk("task unknown 404", s == 404 and d == {"status": "failed", "error": "Task not found"})
     s, d = c.json("/v1/tasks/%s/results" % tid(1, 1))
-    check("results of a success task", s == 200 and d["task_id"] == tid(1, 1)
-          and d["url"] == "https://example.com/p/1" and d["data"]["parsing"]["price"] == 1.25,
-          d)
+    chk("results of a success task", s == 200 and d["task_id"] == tid(1, 1)
+        and d["url"] == "https://example.com/p/1" and d["data"]["parsing"]["price"] == 1.25,
+        d)
     s, d = c.json("/v1/tasks/%s/results" % tid(5, 2))
-    check("results non-ascii title", d["data"]["parsing"]["title"] == "Produkt 2 — 東京", d)
+    chk("results non-ascii title", d["data"]["parsing"]["title"] == "Produkt 2 — 東京", d)
     s, d = c.json("/v1/tasks/%s/results" % tid(6, 1))
-    check("results of a pending task 404", s == 404 and d["error"] == "Task results not found")
+    chk("results of a pending task 404", s == 404 and d["error"] == "Task results not found")
     s, d = c.json("/v1/tasks/nope/results")
-    check("results unknown task 404", s == 404 and d["error"] == "Task not found")
+    chk("results unknown task 404", s == 404 and d["error"] == "Task not found")
     s, d = c.json("/fault=data_not_array/on=task/v1/tasks/" + tid(1, 1))
-    check("task data_not_array", d == {"task": ["oops"]})
+    chk("task data_not_array", d == {"task": ["oops"]})
     c.ctl("task_state", "POST", json.dumps({"batch_id": bid(1), "task_id": tid(1, 2),
                                             "state": "error"}).encode())
     s, d = c.json("/v1/tasks/" + tid(1, 2))
-    check("task_state reaches /tasks/{id}", d["task"]["state"] == "error", d)
+    chk("task_state reaches /tasks/{id}", d["task"]["state"] == "error", d)
     s, d = c.json("/v1/tasks/%s/results" % tid(1, 2))
-    check("task_state reaches results", s == 404)
+    chk("task_state reaches results", s == 404)
     c.ctl("reset")
     s, d = c.json("/v1/tasks/" + tid(1, 2))
-    check("reset restores the task", d["task"]["state"] == "success")
+    chk("reset restores the task", d["task"]["state"] == "success")
 
 
-def test_control(c):
+def test_control(chk, c):
     c.ctl("reset")
-    check("count after reset", c.ctl("count") == "0")
+    chk("count after reset", c.ctl("count") == "0")
     c.req("/v1/batches")
     c.req("/v1/batches/" + bid(1))
     c.req("/v1/batches/%s/progress" % bid(1))
     c.req("/v1/batches/%s/progress" % bid(2))
     c.req("/fault=status/status=500/v1/batches/" + bid(1))
     c.req("/v1/batches", headers={})
-    check("count total", c.ctl("count") == "6", c.ctl("count"))
-    check("count list", c.ctl("count?endpoint=list") == "2")
-    check("count details", c.ctl("count?endpoint=details") == "2")
-    check("count progress", c.ctl("count?endpoint=progress") == "2")
+    chk("count total", c.ctl("count") == "6", c.ctl("count"))
+    chk("count list", c.ctl("count?endpoint=list") == "2")
+    chk("count details", c.ctl("count?endpoint=details") == "2")
+    chk("count progress", c.ctl("count?endpoint=progress") == "2")
     st = json.loads(c.ctl("stats"))
-    check("stats", st["total"] == 6 and st["unauthorized"] == 1
-          and st["by_path"]["/v1/batches"] == 2
-          and st["by_path"]["/v1/batches/" + bid(1)] == 2, st)
+    chk("stats", st["total"] == 6 and st["unauthorized"] == 1
+        and st["by_path"]["/v1/batches"] == 2
+        and st["by_path"]["/v1/batches/" + bid(1)] == 2, st)
     c.req("/v1/batches", headers={"Authorization": "Bearer test-key",
                                   "User-Agent": "nimble_fdw/0.1", "Accept": "application/json"})
     lh = json.loads(c.ctl("last_headers"))
-    check("last_headers", lh.get("authorization") == "<redacted>" and lh["authorized"] is True
-          and lh.get("user-agent") == "nimble_fdw/0.1"
-          and lh.get("accept") == "application/json", lh)
-    check("control not counted", c.ctl("count") == "7")
+    chk("last_headers", lh.get("authorization") == "<redacted>" and lh["authorized"] is True
+        and lh.get("user-agent") == "nimble_fdw/0.1"
+        and lh.get("accept") == "application/json", lh)
+    chk("control not counted", c.ctl("count") == "7")
     reqs = json.loads(c.ctl("requests"))
-    check("requests log", [r["path"] for r in reqs] == [
+    chk("requests log", [r["path"] for r in reqs] == [
         "/v1/batches", "/v1/batches/" + bid(1), "/v1/batches/%s/progress" % bid(1),
         "/v1/batches/%s/progress" % bid(2), "/fault=status/status=500/v1/batches/" + bid(1),
         "/v1/batches", "/v1/batches"], reqs)
     ts = [r["t"] for r in reqs]
-    check("requests log times", ts == sorted(ts) and abs(time.monotonic() - ts[-1]) < 60, ts)
+    chk("requests log times", ts == sorted(ts) and abs(time.monotonic() - ts[-1]) < 60, ts)
     c.req("/v1/batches?limit=2&cursor=cur_MA")
-    check("requests log query", json.loads(c.ctl("requests"))[-1]["path"]
-          == "/v1/batches?limit=2&cursor=cur_MA")
+    chk("requests log query", json.loads(c.ctl("requests"))[-1]["path"]
+        == "/v1/batches?limit=2&cursor=cur_MA")
     c.ctl("reset")
-    check("requests log reset", json.loads(c.ctl("requests")) == [])
+    chk("requests log reset", json.loads(c.ctl("requests")) == [])
 
     # task_state
     before = c.req("/v1/batches/" + bid(6))[2]
     for k in (1, 2, 3):
         r = c.ctl("task_state", "POST", json.dumps(
             {"batch_id": bid(6), "task_id": tid(6, k), "state": "success"}).encode())
-        check("task_state ok", r == "ok", r)
+        chk("task_state ok", r == "ok", r)
     _, det = c.json("/v1/batches/" + bid(6))
     _, pro = c.json("/v1/batches/%s/progress" % bid(6))
     _, lst = c.json("/v1/batches")
     item = [b for b in lst["data"] if b["id"] == bid(6)][0]
-    check("task_state effect", det["completed"] and pro["completed"] and item["completed"]
-          and det["completed_at"] == pro["completed_at"] == "2026-06-01T12:00:00.000Z"
-          and det["progress"] == 1 and det["tasks"][0]["modified_at"]
-          == "2026-06-01T12:00:00.000Z", det)
+    chk("task_state effect", det["completed"] and pro["completed"] and item["completed"]
+        and det["completed_at"] == pro["completed_at"] == "2026-06-01T12:00:00.000Z"
+        and det["progress"] == 1 and det["tasks"][0]["modified_at"]
+        == "2026-06-01T12:00:00.000Z", det)
     r = c.ctl("task_state?batch_id=%s&task_id=%s&state=error" % (bid(1), tid(1, 2)))
     _, p1 = c.json("/v1/batches/%s/progress" % bid(1))
-    check("task_state GET", r == "ok" and p1["completed"] is True)
-    check("task_state 404", c.req("/_mock/task_state?batch_id=x&task_id=y&state=z",
-                                  headers={})[0] == 404)
+    chk("task_state GET", r == "ok" and p1["completed"] is True)
+    chk("task_state 404", c.req("/_mock/task_state?batch_id=x&task_id=y&state=z",
+                                headers={})[0] == 404)
     c.ctl("reset", "POST")
-    check("reset undoes data", c.req("/v1/batches/" + bid(6))[2] == before)
+    chk("reset undoes data", c.req("/v1/batches/" + bid(6))[2] == before)
 
 
-def test_faults(c, port):
+def test_faults(chk, c, port):
     c.ctl("reset")
     # status + retry headers
     s, h, b = c.req("/fault=status/status=429/retry_after=3/retry_after_ms=2500/v1/batches")
-    check("status 429", s == 429 and json.loads(b) == {"status": "failed",
-                                                       "msg": "Rate limit exceeded"}
-          and h.get("retry-after") == "3" and h.get("retry-after-ms") == "2500", (s, h))
+    chk("status 429", s == 429 and json.loads(b) == {"status": "failed",
+                                                     "msg": "Rate limit exceeded"}
+        and h.get("retry-after") == "3" and h.get("retry-after-ms") == "2500", (s, h))
     s, h, b = c.req("/fault=status/v1/batches/" + bid(1))
-    check("status 500 default", s == 500 and json.loads(b)["success"] == "false")
+    chk("status 500 default", s == 500 and json.loads(b)["success"] == "false")
     s, h, b = c.req("/fault=status/status=503/retry_after=date%2B2/v1/batches")
     dt = email.utils.parsedate_to_datetime(h.get("retry-after", "x, 1 Jan 1970"))
-    check("retry_after date", s == 503 and 0 < dt.timestamp() - time.time() < 4, h)
+    chk("retry_after date", s == 503 and 0 < dt.timestamp() - time.time() < 4, h)
     for code, key in ((400, "msg"), (402, "msg"), (403, "msg"), (404, "error"), (502, "msg"),
                       (555, "msg")):
         s, h, b = c.req("/fault=status/status=%d/v1/batches" % code)
-        check("status %d" % code, s == code and key in json.loads(b))
+        chk("status %d" % code, s == code and key in json.loads(b))
     # times / after / on
     path = "/fault=status/status=503/times=2/v1/batches/" + bid(1)
     got = [c.req(path)[0] for _ in range(4)]
-    check("times=2", got == [503, 503, 200, 200], got)
+    chk("times=2", got == [503, 503, 200, 200], got)
     c.ctl("reset")
-    check("reset clears times", c.req(path)[0] == 503)
+    chk("reset clears times", c.req(path)[0] == 503)
     path = "/fault=status/status=502/after=1/v1/batches"
     got = [c.req(path)[0] for _ in range(3)]
-    check("after=1", got == [200, 502, 502], got)
+    chk("after=1", got == [200, 502, 502], got)
     got = [c.req("/fault=status/on=details/v1/batches")[0],
            c.req("/fault=status/on=details/v1/batches/" + bid(1))[0]]
-    check("on=details", got == [200, 500], got)
+    chk("on=details", got == [200, 500], got)
     # html, not_json, empty
     s, h, b = c.req("/fault=html/v1/batches")
-    check("html", s == 502 and h["content-type"].startswith("text/html") and b"nginx" in b)
+    chk("html", s == 502 and h["content-type"].startswith("text/html") and b"nginx" in b)
     s, h, b = c.req("/fault=not_json/v1/batches")
-    check("not_json", s == 200 and b == b"upstream said: this is not json")
+    chk("not_json", s == 200 and b == b"upstream said: this is not json")
     s, h, b = c.req("/fault=empty/v1/batches")
-    check("empty", s == 200 and b == b"" and h["content-length"] == "0")
+    chk("empty", s == 200 and b == b"" and h["content-length"] == "0")
     # invalid utf8
     for ep in ("/v1/batches", "/v1/batches/" + bid(1), "/v1/batches/%s/progress" % bid(1)):
         s, h, b = c.req("/fault=invalid_utf8" + ep)
-        try:
-            b.decode("utf-8")
-            bad = False
-        except UnicodeDecodeError:
-            bad = True
-        check("invalid_utf8 " + ep, s == 200 and bad and b"\xff\xfe" in b)
+        chk("invalid_utf8 " + ep, s == 200 and not_utf8(b) and b"\xff\xfe" in b)
     s, h, b = c.req("/fault=nul_escape/v1/batches")
-    check("nul_escape list", b"\\u0000" in b and "\x00" in json.loads(b)["data"][0]["account_name"])
+    chk("nul_escape list", b"\\u0000" in b and "\x00" in json.loads(b)["data"][0]["account_name"])
     s, h, b = c.req("/fault=nul_escape/v1/batches/" + bid(1))
-    check("nul_escape details", "\x00" in json.loads(b)["tasks"][0]["state"])
+    chk("nul_escape details", "\x00" in json.loads(b)["tasks"][0]["state"])
     # wrong_type
-    check("wrong_type list", c.json("/fault=wrong_type/v1/batches")[1]["data"][0]["completed"]
-          == "maybe")
-    check("wrong_type details", c.json("/fault=wrong_type/v1/batches/" + bid(1))[1]["tasks"][0]
-          ["status_code"] == "two hundred")
-    check("wrong_type progress", c.json("/fault=wrong_type/v1/batches/%s/progress" % bid(1))[1]
-          ["completed_count"] == {"n": 1})
+    chk("wrong_type list", c.json("/fault=wrong_type/v1/batches")[1]["data"][0]["completed"]
+        == "maybe")
+    chk("wrong_type details", c.json("/fault=wrong_type/v1/batches/" + bid(1))[1]["tasks"][0]
+        ["status_code"] == "two hundred")
+    chk("wrong_type progress", c.json("/fault=wrong_type/v1/batches/%s/progress" % bid(1))[1]
+        ["completed_count"] == {"n": 1})
     # deep nesting (default depth; can't json.loads it)
     s, h, b = c.req("/fault=deep_nesting/v1/batches/" + bid(1))
-    check("deep_nesting details", s == 200 and b"[" * 100000 + b"]" * 100000 in b
-          and b'"input":[[[' in b)
+    chk("deep_nesting details", s == 200 and b"[" * 100000 + b"]" * 100000 in b
+        and b'"input":[[[' in b)
     s, h, b = c.req("/fault=deep_nesting/depth=50/v1/batches")
-    check("deep_nesting list", json.loads(b)["data"][0]["x"] is not None)
+    chk("deep_nesting list", json.loads(b)["data"][0]["x"] is not None)
     # huge
     s, h, b = c.req("/fault=huge/size=3000000/v1/batches")
     d = json.loads(b)
-    check("huge", s == 200 and abs(len(b) - 3000000) < 10 and len(d["data"]) == 12
-          and int(h["content-length"]) == len(b), len(b))
+    chk("huge", s == 200 and abs(len(b) - 3000000) < 10 and len(d["data"]) == 12
+        and int(h["content-length"]) == len(b), len(b))
     # cursor faults
     _, d = c.json("/fault=repeat_cursor/v1/batches?limit=5")
     _, d2 = c.json("/fault=repeat_cursor/v1/batches?limit=5&cursor=" +
                    d["pagination"]["next_cursor"])
-    check("repeat_cursor", d["pagination"]["has_next"] and d["pagination"]["next_cursor"]
-          == d2["pagination"]["next_cursor"] is not None)
+    chk("repeat_cursor", d["pagination"]["has_next"] and d["pagination"]["next_cursor"]
+        == d2["pagination"]["next_cursor"] is not None)
     _, d = c.json("/fault=null_cursor/v1/batches")
-    check("null_cursor", d["pagination"]["has_next"] is True
-          and d["pagination"]["next_cursor"] is None)
-    check("data_not_array list", c.json("/fault=data_not_array/v1/batches")[1]["data"] == {})
-    check("data_not_array details", c.json("/fault=data_not_array/v1/batches/" + bid(1))[1]
-          ["tasks"] == "oops")
-    check("missing_pagination", "pagination" not in c.json(
+    chk("null_cursor", d["pagination"]["has_next"] is True
+        and d["pagination"]["next_cursor"] is None)
+    chk("data_not_array list", c.json("/fault=data_not_array/v1/batches")[1]["data"] == {})
+    chk("data_not_array details", c.json("/fault=data_not_array/v1/batches/" + bid(1))[1]
+        ["tasks"] == "oops")
+    chk("missing_pagination", "pagination" not in c.json(
         "/fault=missing_pagination/v1/batches")[1])
     # slow body
     normal = c.req("/v1/batches/" + bid(1))[2]
@@ -469,29 +372,29 @@ def test_faults(c, port):
     s, h, b = c.req("/fault=slow_body/chunk=512/delay_ms=20/v1/batches/" + bid(1))
     el = time.monotonic() - t0
     n_chunks = (len(normal) + 511) // 512
-    check("slow_body", b == normal and el >= 0.02 * (n_chunks - 1) * 0.9, (el, n_chunks))
+    chk("slow_body", b == normal and el >= 0.02 * (n_chunks - 1) * 0.9, (el, n_chunks))
     # redirect
     s, h, b = c.req("/fault=redirect/v1/batches?limit=2")
-    check("redirect", s == 302 and h.get("location") ==
-          "http://127.0.0.2:%d/v1/batches?limit=2" % port, h)
+    chk("redirect", s == 302 and h.get("location") ==
+        "http://127.0.0.2:%d/v1/batches?limit=2" % port, h)
     # a page whose first item comes again at its end
     s, h, b = c.req("/fault=dup_item/v1/batches?limit=3")
     ids = [i["id"] for i in json.loads(b)["data"]]
-    check("dup_item list", s == 200 and ids == [bid(12), bid(11), bid(10), bid(12)], ids)
+    chk("dup_item list", s == 200 and ids == [bid(12), bid(11), bid(10), bid(12)], ids)
     s, h, b = c.req("/fault=dup_item/v1/tasks?limit=2")
     ids = [i["id"] for i in json.loads(b)["data"]]
-    check("dup_item tasks", s == 200 and len(ids) == 3 and ids[0] == ids[2], ids)
+    chk("dup_item tasks", s == 200 and len(ids) == 3 and ids[0] == ids[2], ids)
     s, h, b = c.req("/fault=dup_item/v1/batches/" + bid(1))
-    check("dup_item leaves details alone", b == c.req("/v1/batches/" + bid(1))[2])
+    chk("dup_item leaves details alone", b == c.req("/v1/batches/" + bid(1))[2])
     # credentials echoed, in a body and a header, or in a redirect
     s, h, b = c.req("/fault=echo_auth/v1/batches")
-    check("echo_auth", s == 401 and json.loads(b)["msg"] == "bad key: Bearer test-key"
-          and h.get("x-echo") == "Bearer test-key", (s, b, h))
+    chk("echo_auth", s == 401 and json.loads(b)["msg"] == "bad key: Bearer test-key"
+        and h.get("x-echo") == "Bearer test-key", (s, b, h))
     s, h, b = c.req("/fault=echo_auth/status=400/v1/batches")
-    check("echo_auth status", s == 400, s)
+    chk("echo_auth status", s == 400, s)
     s, h, b = c.req("/fault=echo_auth_location/v1/batches")
-    check("echo_auth_location", s == 302 and h.get("location") ==
-          "http://127.0.0.2:%d/login?auth=Bearer test-key" % port, h)
+    chk("echo_auth_location", s == 302 and h.get("location") ==
+        "http://127.0.0.2:%d/login?auth=Bearer test-key" % port, h)
     # oversized headers
     # (a header line beyond what http.client reads: a raw socket, until the
     # keep-alive answer has come whole)
@@ -499,84 +402,84 @@ def test_faults(c, port):
                headers=dict(AUTH, Connection="close"))
     s, h, b = split_resp(read_all(sock)[0])
     sock.close()
-    check("big_header", s == 200 and len(h.get("x-big", "")) == 300000, (s, len(h.get("x-big", ""))))
+    chk("big_header", s == 200 and len(h.get("x-big", "")) == 300000, (s, len(h.get("x-big", ""))))
     sock = raw(port, "/fault=many_headers/count=5000/v1/batches/" + bid(1),
                headers=dict(AUTH, Connection="close"))
     s, h, b = split_resp(read_all(sock)[0])
     sock.close()
-    check("many_headers", s == 200 and sum(1 for k in h if k.startswith("x-many-")) == 5000)
+    chk("many_headers", s == 200 and sum(1 for k in h if k.startswith("x-many-")) == 5000)
     # ids spelled in upper case, found only so
     s, h, b = c.req("/ids=upper/v1/batches?limit=2")
     d = json.loads(b)
-    check("ids=upper list", [i["id"] for i in d["data"]] == [bid(12).upper(), bid(11).upper()]
-          and d["data"][0]["tasks"][0] == tid(12, 1).upper(), d["data"][0])
+    chk("ids=upper list", [i["id"] for i in d["data"]] == [bid(12).upper(), bid(11).upper()]
+        and d["data"][0]["tasks"][0] == tid(12, 1).upper(), d["data"][0])
     s, h, b = c.req("/ids=upper/v1/batches/" + bid(1).upper() + "/progress")
-    check("ids=upper progress", s == 200 and json.loads(b)["id"] == bid(1).upper(), b)
+    chk("ids=upper progress", s == 200 and json.loads(b)["id"] == bid(1).upper(), b)
     s, h, b = c.req("/ids=upper/v1/batches/" + bid(1))
-    check("ids=upper lower case is 404", s == 404, s)
+    chk("ids=upper lower case is 404", s == 404, s)
     s, h, b = c.req("/ids=upper/v1/batches/" + bid(1).upper())
-    check("ids=upper details", s == 200 and
-          all(t is None or t["id"] == t["id"].upper() for t in json.loads(b)["tasks"]))
+    chk("ids=upper details", s == 200 and
+        all(t is None or t["id"] == t["id"].upper() for t in json.loads(b)["tasks"]))
     s, h, b = c.req("/ids=sideways/v1/batches")
-    check("ids bad value", s == 400 and b == b"bad value for ids", b)
+    chk("ids bad value", s == 400 and b == b"bad value for ids", b)
     # unknown fault
     s, h, b = c.req("/fault=bogus/v1/batches")
-    check("unknown fault", s == 400 and b == b"unknown fault")
+    chk("unknown fault", s == 400 and b == b"unknown fault")
     # latency prefix
     t0 = time.monotonic()
     c.req("/latency=300/v1/batches/" + bid(1))
-    check("latency prefix", time.monotonic() - t0 >= 0.3)
+    chk("latency prefix", time.monotonic() - t0 >= 0.3)
 
     # socket-level faults
     t0 = time.monotonic()
-    s = raw(port, "/fault=stall_headers/stall=1/v1/batches", timeout=0.5)
+    s = raw(port, "/fault=stall_headers/stall=1/v1/batches", AUTH, timeout=0.5)
     buf, how = read_all(s)
-    check("stall_headers silent", buf == b"" and how == "timeout")
+    chk("stall_headers silent", buf == b"" and how == "timeout")
     # meanwhile others are served
-    c2 = Client(port)
-    check("served during stall", c2.req("/v1/batches")[0] == 200)
+    c2 = Client(port, AUTH)
+    chk("served during stall", c2.req("/v1/batches")[0] == 200)
     s.settimeout(5)
     buf, how = read_all(s)
-    check("stall_headers closes", buf == b"" and how == "eof"
-          and 0.9 < time.monotonic() - t0 < 4, (how, time.monotonic() - t0))
+    chk("stall_headers closes", buf == b"" and how == "eof"
+        and 0.9 < time.monotonic() - t0 < 4, (how, time.monotonic() - t0))
     s.close()
 
     t0 = time.monotonic()
-    s = raw(port, "/fault=stall_body/stall=1/v1/batches/" + bid(1), timeout=5)
+    s = raw(port, "/fault=stall_body/stall=1/v1/batches/" + bid(1), AUTH)
     buf, how = read_all(s)
     st_, hd, body = split_resp(buf)
-    check("stall_body", st_ == 200 and int(hd["content-length"]) == len(normal)
-          and body == normal[:len(normal) // 2] and how == "eof"
-          and time.monotonic() - t0 >= 0.9, (how, len(body)))
+    chk("stall_body", st_ == 200 and int(hd["content-length"]) == len(normal)
+        and body == normal[:len(normal) // 2] and how == "eof"
+        and time.monotonic() - t0 >= 0.9, (how, len(body)))
     s.close()
 
-    s = raw(port, "/fault=truncate/v1/batches/" + bid(1))
+    s = raw(port, "/fault=truncate/v1/batches/" + bid(1), AUTH)
     buf, how = read_all(s)
     st_, hd, body = split_resp(buf)
-    check("truncate", st_ == 200 and int(hd["content-length"]) == len(normal)
-          and len(body) == len(normal) // 2 and how == "eof", (how, len(body)))
+    chk("truncate", st_ == 200 and int(hd["content-length"]) == len(normal)
+        and len(body) == len(normal) // 2 and how == "eof", (how, len(body)))
     s.close()
 
-    s = raw(port, "/fault=reset/v1/batches")
+    s = raw(port, "/fault=reset/v1/batches", AUTH)
     buf, how = read_all(s)
-    check("reset", buf == b"" and how == "reset", how)
+    chk("reset", buf == b"" and how == "reset", how)
     s.close()
 
     # client hanging up during huge: server must survive
-    s = raw(port, "/fault=huge/v1/batches")
+    s = raw(port, "/fault=huge/v1/batches", AUTH)
     s.recv(1000)
     s.close()
     time.sleep(0.2)
-    check("survives client abort", Client(port).req("/v1/batches")[0] == 200)
+    chk("survives client abort", Client(port, AUTH).req("/v1/batches")[0] == 200)
 
 
-def test_concurrency(port):
+def test_concurrency(chk, port):
     errors, n_threads, per = [], 40, 25
     t0 = time.monotonic()
 
     def worker(i):
         try:
-            c = Client(port)
+            c = Client(port, AUTH)
             for j in range(per):
                 p = ("/v1/batches", "/v1/batches/" + bid(1 + (i + j) % 12),
                      "/v1/batches/%s/progress" % bid(1 + j % 12))[j % 3]
@@ -591,71 +494,53 @@ def test_concurrency(port):
     for t in ths:
         t.join()
     el = time.monotonic() - t0
-    check("concurrency", not errors, errors[:3])
+    chk("concurrency", not errors, errors[:3])
     print("  concurrency: %d requests in %.2fs (%.0f req/s)" % (
         n_threads * per, el, n_threads * per / el), flush=True)
 
 
-def test_bench():
-    proc, port, el = start_mock("--batches", "1000", "--tasks-per-batch", "100")
+def test_bench(chk):
+    t0 = time.monotonic()
+    proc, port = start_mock(MOCK, "--batches", "1000", "--tasks-per-batch", "100")
+    el = time.monotonic() - t0
     try:
         print("  bench data set up in %.2fs" % el, flush=True)
-        check("bench starts fast", el < 10, el)
-        c = Client(port)
+        chk("bench starts fast", el < 10, el)
+        c = Client(port, AUTH)
         s, d = c.json("/v1/batches?limit=1000")
-        check("bench list", s == 200 and d["pagination"]["total"] == 1000
-              and d["data"][0]["id"] == bid(1000) and len(d["data"][0]["tasks"]) == 100)
+        chk("bench list", s == 200 and d["pagination"]["total"] == 1000
+            and d["data"][0]["id"] == bid(1000) and len(d["data"][0]["tasks"]) == 100)
         n_err = 0
         for n in (1, 3, 500, 999):
             _, det = c.json("/v1/batches/" + bid(n))
             _, pro = c.json("/v1/batches/%s/progress" % bid(n))
             n_err += sum(t["state"] == "error" for t in det["tasks"])
-            check("bench consistency %d" % n, det["completed"] == pro["completed"]
-                  and det["progress"] == pro["progress"] and len(det["tasks"]) == 100
-                  and det["completed"] == (n % 3 != 0))
-        check("bench ~10% errors", 20 <= n_err <= 60, n_err)
+            chk("bench consistency %d" % n, det["completed"] == pro["completed"]
+                and det["progress"] == pro["progress"] and len(det["tasks"]) == 100
+                and det["completed"] == (n % 3 != 0))
+        chk("bench ~10% errors", 20 <= n_err <= 60, n_err)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(10)
+        stop_mock(proc)
 
 
 def main():
-    proc, port, el = start_mock()
+    chk = Checks("mock_nimble")
+    proc, port = start_mock(MOCK)
     try:
         line = proc.stdout.readline().decode()
-        check("listening line", line.strip() == "mock_nimble listening on http://127.0.0.1:%d"
-              % port, line)
-        c = Client(port)
+        chk("listening line", line.strip() == "mock_nimble listening on http://127.0.0.1:%d"
+            % port, line)
+        c = Client(port, AUTH)
         for fn in (test_basic, test_errors, test_pagination, test_tasks, test_control):
-            try:
-                fn(c)
-            except Exception:
-                traceback.print_exc()
-                check(fn.__name__ + " raised", False)
-        for fn, args in ((test_faults, (c, port)), (test_concurrency, (port,))):
-            try:
-                fn(*args)
-            except Exception:
-                traceback.print_exc()
-                check(fn.__name__ + " raised", False)
+            chk.run(fn, c)
+        chk.run(test_faults, c, port)
+        chk.run(test_concurrency, port)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            rc = proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            rc = None
-    check("clean SIGTERM exit", rc == 0, rc)
-    err = proc.stderr.read()
-    check("stderr empty", err == b"", err[:500])
+        check_stopped(chk, proc)
     if "--no-bench" not in sys.argv:
-        try:
-            test_bench()
-        except Exception:
-            traceback.print_exc()
-            check("bench raised", False)
-    print("%d passed, %d failed" % (len(PASSED), len(FAILED)))
-    return 1 if FAILED else 0
+        chk.run(test_bench)
+    print("%d passed, %d failed" % (chk.passed, len(chk.failed)))
+    return 1 if chk.failed else 0
 
 
 if __name__ == "__main__":

@@ -112,7 +112,7 @@ test)
 
 	start_mock
 	export NIMBLE_MOCK_URL=$mock_url
-	# the other APIs of the route tables (issue 6), each with its own mock
+	# the scraping API's and the fact-check API's mocks (README section 5a)
 	start_mock test/mock_scrape.py
 	export NIMBLE_SCRAPE_MOCK_URL=$mock_url
 	start_mock test/mock_factcheck.py

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""bench.py - the nimble_fdw benchmark (issue 4).
+"""bench.py - the nimble_fdw benchmark, against curl over the same requests.
 
     test/bench/bench.py [--runs 5] [--seq-runs N] [--latency-ms 20]
                         [--concurrency 16] [--scenarios 1,2,3,4,5,rl,6]
@@ -38,16 +38,15 @@ import os
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 import traceback
 import urllib.request
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent.parent
-sys.path.insert(0, str(REPO / "test" / "reliability"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import relib  # noqa: E402
+from ids import batch_id  # noqa: E402
 
 API_KEY = "test-key"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -108,10 +107,6 @@ def proc_cpu(pid):
 
 def median(v):
     return relib.median(v) if v else float("nan")
-
-
-def batch_id(n):
-    return "b1000000-0000-4000-8000-%012x" % n
 
 
 def digest(rows):
@@ -738,7 +733,7 @@ def report(b, args, meta, path):
     missed = []
 
     def tgt(name, value, goal, ok, info=False):
-        if info:    # a variant the issue does not name: shown, never "missed"
+        if info:    # a variant the targets were not set for: shown, never "missed"
             w("| %s | %s | (info) %s | %s |" % (name, value, goal, "(yes)" if ok else "(no)"))
             return
         w("| %s | %s | %s | %s |" % (name, value, goal, "yes" if ok else "**NO**"))
@@ -770,7 +765,7 @@ def report(b, args, meta, path):
         res = R[label]
         if res["scenario"] == "3" and res["client"] == "nimble_fdw" and "LATERAL" not in label \
                 and "ANY" not in label and "plan" in res:
-            # the issue: a nested loop when the outer side is small, a
+            # the goal: a nested loop when the outer side is small, a
             # concurrent walk when it is large; which of the two this join
             # is, only their times say, so the goal is the faster plan
             nl = R.get(label + ", LATERAL nested loop")

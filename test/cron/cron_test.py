@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """cron_test.py - the pg_cron recipes of README.md section 9, run by a real pg_cron.
 
-A private PostgreSQL cluster (test/reliability/relib.py) with
+A private PostgreSQL cluster (test/lib/relib.py) with
 shared_preload_libraries = 'pg_cron', cron.database_name = nimble_app and
 cron.use_background_workers = on, and the mock API (test/mock_nimble.py).
 The SQL blocks of README.md (those after a "<!-- cron-test: NAME -->"
@@ -37,8 +37,9 @@ import urllib.request
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "reliability"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import relib  # noqa: E402
+from ids import batch_id, task_id  # noqa: E402
 
 relib.bootstrap()
 import psycopg2  # noqa: E402
@@ -55,16 +56,8 @@ JOBS = ("nimble-batch-progress", "nimble-task-sync", "test-probe")
 TASK_COLS = "task_id, batch_id, state, status_code, error_type, error, modified_at"
 PROGRESS_COLS = "batch_id, completed, completed_count, progress, completed_at"
 
-# the mock's data set (test/mock_nimble.py): batch n, task k
-def batch_id(n):
-    return "b1000000-0000-4000-8000-%012x" % n
-
-
-def task_id(n, k):
-    return "7a000000-%04x-4000-8000-%012x" % (n, k)
-
-
-# batch 9 [success, error, in_progress]: its last task succeeds, so it completes
+# the mock's data set (test/mock_nimble.py): batch 9 [success, error,
+# in_progress]: its last task succeeds, so it completes
 CLOSE = (batch_id(9), task_id(9, 3), "in_progress", "success")
 # batch 1 [success x3], completed: a task goes back to in_progress
 REOPEN = (batch_id(1), task_id(1, 2), "success", "in_progress")

@@ -50,7 +50,7 @@ command -v mmdebstrap >/dev/null || { echo "package.sh: mmdebstrap is not instal
 # in $majors: for each, the README's demo (test/run.sh demo) on the
 # installed extension, which builds nothing.  /root/demo holds only the
 # demo's files, not the extension's source.
-demo_files=(test/run.sh test/demo.sql test/mock_nimble.py test/mock_common.py)
+demo_files=(test/run.sh test/demo.sql test/mock_nimble.py test/lib/mock_common.py test/lib/ids.py)
 demo_packages=(python3 curl)
 demo_script() {
 	cat <<'EOF'

@@ -2,7 +2,8 @@
 # run.sh [SUITE...]: the README's two commands, exactly as written, on fresh
 # minimal Debian roots (default: trixie and sid, that is PostgreSQL 17 and
 # 18), as a new user would run them: as root, in a clean environment
-# (env -i: no LANG), from a copy of this tree with ../shared beside it.
+# (env -i: no LANG), from a copy of this tree (what a clone of it holds)
+# with ../shared beside it, as CI has it (nothing in the tree reads it).
 #
 # For each SUITE: make a root with mmdebstrap (make_root.sh), copy the tree
 # in, run `./run.sh demo` and then `./run.sh test` inside it (in_root.sh),

@@ -24,7 +24,7 @@ Set-up (everything started here is stopped here, by pid; traffic stays on
     mock API (test/mock_nimble.py, --latency-ms so requests overlap);
     its access log records $server_protocol, $connection,
     $connection_requests, $request and the timing of each request;
-  - a private PostgreSQL cluster (test/reliability/relib.py) with two
+  - a private PostgreSQL cluster (test/lib/relib.py) with two
     servers: h2 (https via nginx, ca_bundle = the test CA) and h1 (the mock
     directly over http).  The installed extension is used as is: nothing is
     built or installed here.
@@ -59,7 +59,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
-sys.path.insert(0, str(REPO / "test" / "reliability"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import relib  # noqa: E402
 
 TIME_LIMIT_S = 110

@@ -51,13 +51,14 @@ import threading
 import time
 
 sys.dont_write_bytecode = True  # nothing written next to the scripts
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import relib  # noqa: E402
+from ids import batch_id  # noqa: E402
 
 relib.bootstrap()
 import psycopg2  # noqa: E402
 
-B3 = "b1000000-0000-4000-8000-000000000003"
+B3 = batch_id(3)
 HARD_LIMIT_S = 15.0          # a run that has not returned by then has failed
 # curl's connection cache: at most max_concurrency (8) detail requests and
 # one list request of a scan are open at once, all to the same host

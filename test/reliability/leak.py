@@ -77,14 +77,15 @@ import sys
 import time
 
 sys.dont_write_bytecode = True  # nothing written next to the scripts
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import relib  # noqa: E402
+from ids import batch_id  # noqa: E402
 
 relib.bootstrap()
 import psycopg2  # noqa: E402
 
-B1 = "b1000000-0000-4000-8000-000000000001"
-B3 = "b1000000-0000-4000-8000-000000000003"
+B1 = batch_id(1)
+B3 = batch_id(3)
 
 SERVERS = {
     "clean": ("", {"max_retries": 0, "page_size": 5}),

@@ -61,15 +61,12 @@ import threading
 import time
 
 sys.dont_write_bytecode = True  # nothing written next to the scripts
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import relib  # noqa: E402
+from ids import batch_id as bid  # noqa: E402
 
 relib.bootstrap()
 import psycopg2  # noqa: E402
-
-
-def bid(n):
-    return "b1000000-0000-4000-8000-%012x" % n
 
 
 MISSING = bid(0x999)
@@ -111,9 +108,9 @@ LOCAL = [
     "CREATE TABLE watched (label text PRIMARY KEY, batch_id text)",
     "INSERT INTO watched VALUES ('w1', '%s'), ('w3', '%s'), ('w5', '%s'), ('w9', '%s'),"
     " ('wmissing', '%s')" % (bid(1), bid(3), bid(5), bid(9), MISSING),
-    "CREATE TABLE watched_all AS SELECT 'a' || n AS label, "
-    "'b1000000-0000-4000-8000-' || lpad(to_hex(n), 12, '0') AS batch_id "
-    "FROM generate_series(1, 14) n",
+    "CREATE TABLE watched_all (label text, batch_id text)",
+    "INSERT INTO watched_all VALUES %s"
+    % ", ".join("('a%d', '%s')" % (n, bid(n)) for n in range(1, 15)),
     "ANALYZE watched", "ANALYZE watched_all",
 ]
 

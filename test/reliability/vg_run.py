@@ -28,7 +28,7 @@ import sys
 import time
 
 sys.dont_write_bytecode = True  # nothing written next to the scripts
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import relib  # noqa: E402
 
 relib.bootstrap(["valgrind"])
@@ -287,7 +287,7 @@ def main():
                          "from nimble_fdw's launch()); the claim must then fail")
     a = ap.parse_args()
     t_start = time.time()
-    supp = os.path.join(relib.HERE, "valgrind.supp")
+    supp = os.path.join(os.path.dirname(os.path.abspath(__file__)), "valgrind.supp")
     res = {"script": "valgrind.sh", "machine": relib.machine(), "failures": [],
            "so_md5": relib.md5_of(relib.installed_so()), "repo": relib.repo_state()}
     failures = res["failures"]

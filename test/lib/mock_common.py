@@ -1,40 +1,55 @@
 #!/usr/bin/env python3
-"""mock_common.py - shared machinery of test/mock_scrape.py and test/mock_factcheck.py.
+"""mock_common.py - what the three mock APIs of the tests share.
 
 Python 3.11 standard library only.  Not a mock by itself: it holds the HTTP
-server, the URL-prefix parser, the fault injector, the control endpoints and
-the command line that both third-party API mocks share.  Their behaviour is
-the same as test/mock_nimble.py's (which this file deliberately does not
-import: see that file's docstring for the model); what differs per API is
-given by an Api object:
+server, the URL-prefix parser, the fault injector, the counters, the control
+endpoints and the command line of test/mock_nimble.py, test/mock_scrape.py
+and test/mock_factcheck.py.  Each of those describes its API with a
+subclass of Api (defaults in brackets):
 
-    name              "mock_scrape" / "mock_factcheck" (listening line, Server:)
+    name              "mock_nimble", ... (listening line, Server: NAME/1.0)
+    description       --help's description ["NAME (see the module docstring)"]
     endpoints         endpoint names, e.g. ("progress",) or ("list", "details")
-    fault_kinds       the fault kinds this API accepts
+    fault_kinds       the fault kinds it accepts: BASE_FAULTS, HEADER_FAULTS
+                      and its own JSON kinds
+    prefix_params     prefix parameter -> type [PREFIX_PARAMS]
+    prefix_choices    prefix parameter -> its allowed values [{}]; "on" is
+                      always one of the endpoints
     secret_headers    lower-case header names redacted in /_mock/last_headers
     authorized(hdrs)  -> bool
     route(parts)      path segments after the prefix -> (endpoint, arg) | (None, None)
-    normal(ep, arg, query) -> (status, body bytes)
+    normal(ep, arg, query, prefix) -> (status, body bytes); prefix: the
+                      parsed prefix parameters
     modify_json(kind, ep, obj, p) -> True if obj (parsed 200 body) was changed
-                      in place (JSON faults; mc.DEEP / corrupt_text() placeholders)
+                      in place, for every kind not answered here (DEEP /
+                      corrupt_text() placeholders)
     error_body(code)  -> bytes: the API's error body for fault=status
     unauthorized, not_found, method_not_allowed   canned bodies
-    control(name, q) -> (status, text) | None    API-specific /_mock/NAME
+    controls          the names of its own /_mock/NAME endpoints [()]
+    control(name, q)  -> (status, text) for one of them; q: the query
+                      parameters, or the POSTed JSON object plus "__json__"
+    keep_blank_control_values  whether "name=" in a control query is the
+                      empty string (True) or no parameter at all [True]
     reset_data()      undo control changes
-    add_arguments(ap) / from_args(a, ap)  (classmethods) bench-set flags
+    add_arguments(ap) / from_args(a, ap)  (classmethods) data-set flags;
+                      from_args returns the Api object
 
-COMMON BEHAVIOUR (both mocks)
+COMMON BEHAVIOUR (all three mocks)
     CLI --host 127.0.0.1 --port 0 --port-file PATH --api-key test-key
-        --latency-ms 0 --quiet|--verbose; loopback only; port file written to a
-        temp file then renamed; "NAME listening on http://HOST:PORT" on stdout;
-        SIGTERM/SIGINT exit 0; HTTP/1.1 keep-alive, Content-Length on every
-        normal response.
+        --latency-ms 0, the API's own flags, --quiet|--verbose; loopback
+        only; port file written to a temp file then renamed; "NAME listening
+        on http://HOST:PORT" on stdout; SIGTERM/SIGINT exit 0; HTTP/1.1
+        keep-alive, Content-Length on every normal response.  A request
+        body sent with Transfer-Encoding, or with a Content-Length that is
+        not a number from 0 to 1 MiB, is not read: the answer is sent, then
+        the connection closed.
     Prefix segments name=value before the API path (percent-decoded):
         latency=MS fault=KIND on=ENDPOINT after=N times=N status=CODE
         retry_after=V ("date+S"/"date-S" = HTTP date S s from now)
-        retry_after_ms=V stall=S size=BYTES depth=N chunk=BYTES delay_ms=MS.
-        Unknown name -> 400 text "unknown prefix parameter: NAME"; bad value ->
-        400 text "bad value for NAME"; unknown fault -> 400 "unknown fault".
+        retry_after_ms=V stall=S size=BYTES depth=N chunk=BYTES delay_ms=MS,
+        and the API's own.  Unknown name -> 400 text "unknown prefix
+        parameter: NAME"; bad value -> 400 text "bad value for NAME";
+        unknown fault -> 400 "unknown fault".
     Order of checks: prefix syntax (400) -> latency -> auth (401) -> path
         (404) -> method (405) -> fault / normal answer.
     Control (no auth, never counted, never delayed):
@@ -46,6 +61,15 @@ COMMON BEHAVIOUR (both mocks)
             cased, secret headers' values "<redacted>", plus "authorized":bool
         GET /_mock/requests -> [{"path","t"},..] arrival log since reset
             (request target as sent; t = time.monotonic() after the headers)
+        GET|POST the API's controls (a POST's body must be a JSON object:
+            400 "bad json"); any other name or method -> 404 "not found"
+    Fault kinds answered here, for the APIs that accept them:
+        BASE_FAULTS    status html not_json empty redirect stall_headers
+                       stall_body reset truncate slow_body huge, and the JSON
+                       kinds every API has (invalid_utf8 nul_escape wrong_type
+                       deep_nesting: modify_json says where)
+        HEADER_FAULTS  echo_auth echo_auth_location big_header many_headers
+        test/mock_nimble.py's docstring gives their shapes.
 """
 
 import argparse
@@ -76,7 +100,7 @@ class RawJSON:
     def __init__(self, text):
         self.placeholder = "@@RAW@@%d" % len(RawJSON.registry)
         RawJSON.registry[self.placeholder] = text.encode("utf-8")
-        self.value = json.loads(text)
+        json.loads(text)  # raw text that is not JSON would be a fault nobody asked for
 
     def __deepcopy__(self, memo):
         return self
@@ -116,30 +140,32 @@ PREFIX_PARAMS = {"fault": str, "on": str, "after": int, "times": int, "status": 
                  "retry_after": str, "retry_after_ms": str, "stall": float,
                  "delay_ms": float, "chunk": int, "depth": int, "size": int,
                  "latency": float}
-JSON_FAULTS = {"invalid_utf8", "nul_escape", "wrong_type", "deep_nesting",
-               "data_not_array", "missing_pagination", "always_more"}
 BASE_FAULTS = {"status", "stall_headers", "stall_body", "reset", "truncate", "html",
                "not_json", "empty", "invalid_utf8", "nul_escape", "wrong_type",
                "deep_nesting", "huge", "slow_body", "redirect"}
+# credentials echoed back, and headers too big for a client to take
+HEADER_FAULTS = {"echo_auth", "echo_auth_location", "big_header", "many_headers"}
 
 
 def parse_prefix(segs, api):
+    params = api.prefix_params
     p = {}
     for seg in segs:
         name, _, value = seg.partition("=")
         name, value = unquote(name), unquote(value)
-        if name not in PREFIX_PARAMS:
+        if name not in params:
             raise ValueError("unknown prefix parameter: " + name)
         try:
-            p[name] = PREFIX_PARAMS[name](value)
+            p[name] = params[name](value)
         except ValueError:
             raise ValueError("bad value for " + name) from None
-        if PREFIX_PARAMS[name] is not str and p[name] < 0:
+        if params[name] is not str and p[name] < 0:
             raise ValueError("bad value for " + name)
     if "fault" in p and p["fault"] not in api.fault_kinds:
         raise ValueError("unknown fault")
-    if "on" in p and p["on"] not in api.endpoints:
-        raise ValueError("bad value for on")
+    for name, allowed in dict(on=api.endpoints, **api.prefix_choices).items():
+        if name in p and p[name] not in allowed:
+            raise ValueError("bad value for " + name)
     if not 200 <= p.get("status", 500) <= 599:
         raise ValueError("bad value for status")
     return p
@@ -187,9 +213,23 @@ def html_page(code):
             "</body>\r\n</html>\r\n" % (line, line)).encode()
 
 
-def query_dict(query):
-    """First value of each query parameter (blank values kept)."""
-    return {k: v[0] for k, v in parse_qs(query, keep_blank_values=True).items()}
+def query_dict(query, keep_blank=True):
+    """First value of each query parameter; keep_blank: "name=" is ""."""
+    return {k: v[0] for k, v in parse_qs(query, keep_blank_values=keep_blank).items()}
+
+
+# --------------------------------------------------------------------------
+# what a mock describes
+# --------------------------------------------------------------------------
+
+class Api:
+    """The base of each mock's API description: the defaults of the
+    attributes the module docstring lists."""
+    description = None
+    prefix_params = PREFIX_PARAMS
+    prefix_choices = {}
+    controls = ()
+    keep_blank_control_values = True
 
 
 # --------------------------------------------------------------------------
@@ -335,7 +375,7 @@ class Handler(BaseHTTPRequestHandler):
     # ---- control endpoints ----
     def _control(self, method, path, query, body):
         api, ct = self.server.api, self.server.counters
-        q = query_dict(query)
+        q = query_dict(query, api.keep_blank_control_values)
         name = path[len("/_mock/"):]
         if name == "count" and method == "GET":
             ep = q.get("endpoint")
@@ -360,7 +400,7 @@ class Handler(BaseHTTPRequestHandler):
             with ct.lock:
                 h = ct.last_headers
             return self._send(200, dumps(h))
-        if method in ("GET", "POST"):
+        if name in api.controls and method in ("GET", "POST"):
             if method == "POST":
                 try:
                     q = json.loads(body or b"{}")
@@ -368,9 +408,7 @@ class Handler(BaseHTTPRequestHandler):
                 except Exception:
                     return self._text(400, "bad json")
                 q["__json__"] = True
-            r = api.control(name, q)
-            if r is not None:
-                return self._text(*r)
+            return self._text(*api.control(name, q))
         return self._text(404, "not found")
 
     # ---- API ----
@@ -406,7 +444,7 @@ class Handler(BaseHTTPRequestHandler):
         if method != "GET":
             return self._send(405, api.method_not_allowed, extra=[("Allow", "GET")])
 
-        code, body = api.normal(endpoint, arg, query)
+        code, body = api.normal(endpoint, arg, query, p)
         kind = p.get("fault")
         if kind and p.get("on", endpoint) == endpoint and ct.should_fault(
                 "/".join(prefix_segs), p.get("after", 0), p.get("times")):
@@ -430,6 +468,22 @@ class Handler(BaseHTTPRequestHandler):
         if kind == "status":
             c = p.get("status", 500)
             return self._send(c, api.error_body(c), extra=extra)
+        if kind == "echo_auth":
+            c = p.get("status", 401)
+            auth = self._credentials()
+            return self._send(c, dumps({"status": "failed", "msg": "bad key: " + auth}),
+                              extra=extra + [("X-Echo", auth)])
+        if kind == "echo_auth_location":
+            loc = "http://127.0.0.2:%d/login?auth=%s" % (self.server.server_address[1],
+                                                         self._credentials())
+            return self._send(302, b"", extra=extra + [("Location", loc)])
+        if kind == "big_header":
+            n = max(1, p.get("size", 300000))
+            return self._send(code, body, extra=extra + [("X-Big", "x" * n)])
+        if kind == "many_headers":
+            n = max(1, p.get("count", 5000))
+            return self._send(code, body,
+                              extra=extra + [("X-Many-%d" % i, "y" * 90) for i in range(n)])
         if kind == "html":
             c = p.get("status", 502)
             return self._send(c, html_page(c), "text/html", extra=extra)
@@ -452,15 +506,6 @@ class Handler(BaseHTTPRequestHandler):
             self.rfile.close()
             self.connection.close()
             return
-        if kind in JSON_FAULTS:
-            if code == 200:
-                obj = json.loads(body)
-                if api.modify_json(kind, endpoint, obj, p):
-                    body = dumps(obj).replace(BAD_UTF8.encode(), b"\xff\xfe")
-                    if kind == "deep_nesting":
-                        d = p.get("depth", 100000)
-                        body = body.replace(b'"' + DEEP.encode() + b'"', b"[" * d + b"]" * d)
-            return self._send(code, body, extra=extra)
         if kind in ("truncate", "stall_body"):
             self.close_connection = True
             self._head(code, "application/json", len(body), extra, close=True)
@@ -488,7 +533,19 @@ class Handler(BaseHTTPRequestHandler):
                 n -= len(block)
             self.wfile.write(tail)
             return
-        return self._send(code, body, extra=extra)  # not reached: kinds are validated
+        # the other kinds change a 200's JSON body, where the API says
+        if code == 200:
+            obj = json.loads(body)
+            if api.modify_json(kind, endpoint, obj, p):
+                body = dumps(obj).replace(BAD_UTF8.encode(), b"\xff\xfe")
+                if kind == "deep_nesting":
+                    d = p.get("depth", 100000)
+                    body = body.replace(b'"' + DEEP.encode() + b'"', b"[" * d + b"]" * d)
+        return self._send(code, body, extra=extra)
+
+    def _credentials(self):
+        """The request's key, as an API or a proxy that echoes it would."""
+        return self.headers.get("Authorization") or self.headers.get("X-API-Key") or ""
 
 
 class MockServer(ThreadingHTTPServer):
@@ -511,15 +568,16 @@ class MockServer6(MockServer):
 # --------------------------------------------------------------------------
 
 def run(api_cls, argv=None):
-    ap = argparse.ArgumentParser(description="%s (see the module docstring)" % api_cls.name)
+    ap = argparse.ArgumentParser(
+        description=api_cls.description or "%s (see the module docstring)" % api_cls.name)
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--port-file")
     ap.add_argument("--api-key", default="test-key")
     ap.add_argument("--latency-ms", type=float, default=0)
+    api_cls.add_arguments(ap)
     ap.add_argument("--quiet", action="store_true", help="no request logging (default)")
     ap.add_argument("--verbose", action="store_true", help="log requests to stderr")
-    api_cls.add_arguments(ap)
     a = ap.parse_args(argv)
     if a.host not in ("localhost", "::1") and not a.host.startswith("127."):
         ap.error("--host must be a loopback address")

@@ -1,11 +1,15 @@
-"""relib.py - shared plumbing of the nimble_fdw reliability harness.
+"""relib.py - the plumbing of the tests that run a real PostgreSQL.
 
-A private PostgreSQL 15 cluster (initdb + postgres run as the postgres
-user, on a free port, its socket in a private /tmp directory), the bundled
+test/reliability/*.py, test/cron/cron_test.py, test/http2/h2_check.py and
+test/bench/bench.py get from here: a private PostgreSQL cluster (initdb +
+postgres run as the postgres user, on a free port, its socket in a private
+/tmp directory; PG_CONFIG, PG_MAJOR or the newest installed), the bundled
 mock API (test/mock_nimble.py) on a free loopback port, the extension's
-build/install under the shared build lock, and small statistics helpers.
+build/install under the shared build lock, psycopg2 (installed by
+test/reliability/deps.sh when missing), /proc readings and small
+statistics helpers.
 
-Everything the harness starts is started here and stopped here, by pid.
+Everything a test starts is started here and stopped here, by pid.
 Traffic goes to 127.0.0.1 only.
 """
 import contextlib
@@ -23,9 +27,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent.parent
+REPO = Path(__file__).resolve().parent.parent.parent
 MOCK = REPO / "test" / "mock_nimble.py"
+DEPS = REPO / "test" / "reliability" / "deps.sh"
 SYS_PYTHON = "/usr/bin/python3"
 
 
@@ -47,6 +51,8 @@ def pg_major():
     """The major version of PG_CONFIG's PostgreSQL, as a string ("17")."""
     out = subprocess.check_output([PG_CONFIG, "--version"], text=True)
     return re.match(r"PostgreSQL (\d+)", out).group(1)
+
+
 BUILD_LOCK = "/tmp/nimble_build.lock"
 
 
@@ -60,7 +66,7 @@ def bootstrap(extra=()):
         pass
     if os.environ.get("NIMBLE_REL_BOOTSTRAPPED"):
         sys.exit("psycopg2 still cannot be imported by %s" % sys.executable)
-    subprocess.check_call(["bash", str(HERE / "deps.sh"), *extra])
+    subprocess.check_call(["bash", str(DEPS), *extra])
     os.environ["NIMBLE_REL_BOOTSTRAPPED"] = "1"
     os.execv(SYS_PYTHON, [SYS_PYTHON, *sys.argv])
 
