@@ -7,7 +7,7 @@
 # corpus/ (replacing what is there).  Bodies over 16 KiB (batch 3 has 1000
 # tasks) are cut down to their first tasks, still as valid JSON.  Files named
 # regress-* (inputs that once crashed the target) are kept.  Needs python3
-# only.
+# only; the batch ids are test/lib/ids.py's.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -37,11 +37,13 @@ done
 rm -rf "$out.new"
 mkdir -p "$out.new"
 
-python3 - "$(cat "$tmp/port")" "$out.new" <<'EOF'
+PYTHONPATH="$here/../lib" python3 - "$(cat "$tmp/port")" "$out.new" <<'EOF'
 import json
 import sys
 import urllib.error
 import urllib.request
+
+from ids import batch_id as bid
 
 port, out = int(sys.argv[1]), sys.argv[2]
 base = "http://127.0.0.1:%d" % port
@@ -76,10 +78,6 @@ def save(name, body, trim=True):
         body = shrink(body)
     with open("%s/%s.json" % (out, name), "wb") as f:
         f.write(body)
-
-
-def bid(n):
-    return "b1000000-0000-4000-8000-%012x" % n
 
 
 # the list, page by page
