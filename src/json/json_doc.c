@@ -1006,7 +1006,9 @@ nimble_json_array_elements(const char *raw, int rawlen, int encoding,
 		}
 		v->raw = start;
 		v->rawlen = p - start;
-		if (v->type != JSON_TOKEN_STRING)
+		/* a scalar's text is its lexeme; a container has only its raw text */
+		if (v->type != JSON_TOKEN_STRING && v->type != JSON_TOKEN_OBJECT_START &&
+			v->type != JSON_TOKEN_ARRAY_START)
 		{
 			v->text = start;
 			v->textlen = p - start;

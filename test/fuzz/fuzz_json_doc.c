@@ -433,6 +433,51 @@ is_json_space(char c)
  * status is OK or BAD_SHAPE), so every capture is complete and must be a
  * well-formed piece of the body.
  */
+static void walk_value(const char *spec, const NimbleJsonValue *v,
+					   const char *body, int len, bool strict);
+
+/*
+ * An array's elements as nimble_json_array_elements splits them (what an
+ * array column reads): as many as the parse counted, each a well-formed
+ * piece of the array, in order; or a refusal that says why.
+ */
+static void
+walk_elements(const char *spec, const NimbleJsonValue *v, const char *body,
+			  int len, int expected)
+{
+	NimbleJsonValue *elems = NULL;
+	char	   *detail = NULL;
+	int			n = nimble_json_array_elements(v->raw, v->rawlen, PG_UTF8,
+											   &elems, &detail);
+	const char *prev_end = v->raw + 1;
+
+	if (n < 0)
+	{
+		if (detail == NULL)
+			fail(spec, "array elements refused without a detail", v);
+		return;
+	}
+	if (expected >= 0 && n != expected)
+		fail(spec, "array elements differ from the element count", v);
+	for (int i = 0; i < n; i++)
+	{
+		NimbleJsonValue *e = &elems[i];
+
+		if (e->raw < prev_end || e->raw + e->rawlen > v->raw + v->rawlen - 1)
+			fail(spec, "array element outside its array, or out of order", e);
+		prev_end = e->raw + e->rawlen;
+		if (e->type == JSON_TOKEN_ARRAY_START)
+		{
+			/* (the splitter counts no nested elements: split it too) */
+			if (e->text != NULL || e->raw[0] != '[' || e->raw[e->rawlen - 1] != ']')
+				fail(spec, "array element is not [...]", e);
+			walk_elements(spec, e, body, len, -1);
+		}
+		else
+			walk_value(spec, e, body, len, true);
+	}
+}
+
 static void
 walk_value(const char *spec, const NimbleJsonValue *v, const char *body,
 		   int len, bool strict)
@@ -506,6 +551,7 @@ walk_value(const char *spec, const NimbleJsonValue *v, const char *body,
 				}
 				if (empty != (v->nelems == 0))
 					fail(spec, "array element count is wrong", v);
+				walk_elements(spec, v, body, len, v->nelems);
 				break;
 			}
 		default:
