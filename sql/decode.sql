@@ -90,11 +90,27 @@ SELECT count(*) AS tasks,
          OR status_url IS DISTINCT FROM r ->> 'status_url') AS differing
   FROM all_tasks;
 
+-- arrays: an array column takes each element's text (a string's content,
+-- a number's or literal's lexeme, an object's or array's JSON text) or
+-- NULL, as json_array_elements_text reads the same JSON text
+CREATE FOREIGN TABLE shape_arrays (batch_id text, task_id text,
+  labels text[], labels_json json OPTIONS (field 'labels'))
+  SERVER shapes OPTIONS (resource 'batch_tasks');
+SELECT task_id, labels, cardinality(labels) AS n,
+       labels IS NOT DISTINCT FROM
+         ARRAY(SELECT json_array_elements_text(labels_json)) AS same_elements
+  FROM shape_arrays WHERE batch_id = :'b1' AND task_id <= 'shape-08'
+ ORDER BY task_id;
+SELECT count(*) AS arrays,
+       count(*) FILTER (WHERE labels IS NOT DISTINCT FROM
+                        ARRAY(SELECT json_array_elements_text(labels_json))) AS same
+  FROM shape_arrays WHERE batch_id = :'b1';
+
 -- a value PostgreSQL refuses is refused the same way, with the column,
 -- the batch and the text in the context
 CREATE FOREIGN TABLE shape_small (batch_id text, task_id text,
   status_code smallint) SERVER shapes OPTIONS (resource 'batch_tasks');
 SELECT task_id, status_code FROM shape_small WHERE batch_id = :'b1';
 
-DROP FOREIGN TABLE shape_tasks, shape_small, all_tasks;
+DROP FOREIGN TABLE shape_tasks, shape_small, shape_arrays, all_tasks;
 DROP SERVER shapes CASCADE;

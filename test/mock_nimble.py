@@ -169,7 +169,8 @@ FAULTS (prefix segments)
       slow_body       body in chunk=BYTES (default 64) pieces, delay_ms=MS
                       (default 50) apart
       redirect        302, Location http://127.0.0.2:PORT{path w/o prefix}
-      shapes          details: "tasks" replaced by SHAPE_TASKS, values in
+      shapes          details: "tasks" replaced by SHAPE_TASKS (each with an
+                      array "labels" from SHAPE_LABELS), values in
                       the many spellings JSON and the API allow (timestamps
                       with offsets, fractions, leap days and seconds; numbers
                       as 1e2, -0, 3.0; flat, nested, repeated-key and escaped
@@ -417,8 +418,23 @@ STATUS_MSGS = {402: "trial expired", 403: "Forbidden: account blocked",
                555: "Unknown Error"}
 
 
+# each shape task's "labels": arrays of every kind of element, for the
+# decoding of array columns (escapes, nesting, nulls, numbers, literals)
+SHAPE_LABELS = [
+    '[]',
+    '["a","b"]',
+    '["caf\\u00e9","a\\"b","tab\\tx","\\ud83d\\ude00",""]',
+    '[1,2.5,-0,1e3,12345678901234567890]',
+    '[true,false,null]',
+    '[[1,2],{"k":"v","n":[null]},[]]',
+    '[ "sp" , [ "n" ] , { } ]',
+    '[null]',
+]
+
+
 def _shape(n, created_at, status_code=None, inp=None, query=None):
-    t = {"id": "shape-%02d" % n, "state": "success", "created_at": created_at}
+    t = {"id": "shape-%02d" % n, "state": "success", "created_at": created_at,
+         "labels": mc.RawJSON(SHAPE_LABELS[(n - 1) % len(SHAPE_LABELS)])}
     if status_code is not None:
         t["status_code"] = mc.RawJSON(status_code)
     if inp is not None:
