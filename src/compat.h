@@ -50,6 +50,19 @@
 #endif
 
 /*
+ * The role to check a range table entry's relation as (InvalidOid: the
+ * current user), for a scan that the executor does not make itself: the
+ * key join's inner table.  16 keeps it in the entry's RTEPermissionInfo.
+ */
+#if PG_VERSION_NUM >= 160000
+#define NIMBLE_RTE_CHECK_AS_USER(estate, rte) \
+	(getRTEPermissionInfo((estate)->es_rteperminfos, (rte))->checkAsUser)
+#else
+#define NIMBLE_RTE_CHECK_AS_USER(estate, rte) \
+	((rte)->checkAsUser)
+#endif
+
+/*
  * A foreign scan path with no pathkeys, outer path or fdw_private.  17
  * added fdw_restrictinfo (for join pushdown, which we do not do); 18 counts
  * disabled nodes apart from the cost, where earlier releases add
@@ -97,6 +110,31 @@
 #else
 #define nimble_make_json_lex(json, len, encoding, need_escapes) \
 	makeJsonLexContextCstringLen((json), (len), (encoding), (need_escapes))
+#endif
+
+/*
+ * 18 replaced the trailing pg_attribute_noreturn() with pg_noreturn, which
+ * goes before the declaration; before 18 the attribute may go there too.
+ */
+#if PG_VERSION_NUM < 180000
+#define pg_noreturn pg_attribute_noreturn()
+#endif
+
+/*
+ * 18: ExecGetRangeTableRelation() asks whether the relation is a result
+ * relation, and heap_form_minimal_tuple() how many bytes to leave free
+ * before the tuple.
+ */
+#if PG_VERSION_NUM >= 180000
+#define nimble_range_table_relation(estate, rti) \
+	ExecGetRangeTableRelation((estate), (rti), false)
+#define nimble_form_minimal_tuple(desc, values, nulls) \
+	heap_form_minimal_tuple((desc), (values), (nulls), 0)
+#else
+#define nimble_range_table_relation(estate, rti) \
+	ExecGetRangeTableRelation((estate), (rti))
+#define nimble_form_minimal_tuple(desc, values, nulls) \
+	heap_form_minimal_tuple((desc), (values), (nulls))
 #endif
 
 #ifndef FRONTEND

@@ -84,7 +84,7 @@ struct NimbleHttpSession
 
 /* http_failures.c: what a failed request means, for http.c */
 extern bool nimble_http_retryable(NimbleHttpRequest *req);
-extern void nimble_http_report_transport_error(NimbleHttpRequest *req) pg_attribute_noreturn();
-extern void nimble_http_report_http_error(NimbleHttpRequest *req) pg_attribute_noreturn();
+pg_noreturn extern void nimble_http_report_transport_error(NimbleHttpRequest *req);
+pg_noreturn extern void nimble_http_report_http_error(NimbleHttpRequest *req);
 
 #endif							/* NIMBLE_HTTP_INTERNAL_H */

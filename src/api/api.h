@@ -120,6 +120,11 @@ typedef struct NimbleApiDef
 } NimbleApiDef;
 
 /* The registry (registry.c) */
+/* the descriptions, one per file of this folder; all_apis lists them */
+extern const NimbleApiDef nimble_api_def_nimble;
+extern const NimbleApiDef nimble_api_def_scrape;
+extern const NimbleApiDef nimble_api_def_factcheck;
+
 extern const NimbleApiDef *nimble_api_lookup(const char *name);
 extern const NimbleApiDef *nimble_api_default(void);
 extern char *nimble_api_names(void);

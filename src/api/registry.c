@@ -17,11 +17,6 @@
 
 #include "api.h"
 
-/* the descriptions, one per file of this folder */
-extern const NimbleApiDef nimble_api_def_nimble;
-extern const NimbleApiDef nimble_api_def_scrape;
-extern const NimbleApiDef nimble_api_def_factcheck;
-
 /* every API; the first is a server's when it names none */
 static const NimbleApiDef *const all_apis[] = {
 	&nimble_api_def_nimble,
