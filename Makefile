@@ -11,6 +11,9 @@ OBJS = \
 	src/nimble_fdw.o \
 	src/options.o \
 	src/quals.o \
+	src/analyze.o \
+	src/key_join.o \
+	src/key_join_exec.o \
 	src/keys.o \
 	src/scan.o \
 	src/paging.o \
@@ -45,7 +48,7 @@ NIMBLE_FDW_VERSION := $(shell sed -n 's/^   "version": "\([^"]*\)",$$/\1/p' $(di
 PG_CPPFLAGS = -Isrc -DNIMBLE_FDW_VERSION='"$(NIMBLE_FDW_VERSION)"'
 PGFILEDESC = "nimble_fdw - foreign data wrapper for Nimble batch jobs"
 
-REGRESS = setup options batches batch_tasks batch_progress tasks decode api_scrape api_factcheck pushdown key_types explain_params joins errors cache_and_rate stats wait_batch security upgrade
+REGRESS = setup options batches batch_tasks batch_progress tasks decode api_scrape api_factcheck pushdown key_types explain_params joins key_join analyze errors cache_and_rate stats wait_batch security upgrade
 
 # the suites compare multibyte text: their database is UTF-8 whatever the
 # cluster's default encoding
@@ -69,7 +72,7 @@ $(error $(PG_CONFIG) not found: install postgresql-server-dev-NN (./run.sh demo 
 endif
 
 # PGXS tracks no header dependencies: every object depends on our headers
-$(OBJS): src/nimble_fdw.h src/http_internal.h src/api/api.h src/compat.h $(wildcard src/json/*.h)
+$(OBJS): src/nimble_fdw.h src/http_internal.h src/key_join.h src/api/api.h src/compat.h $(wildcard src/json/*.h)
 
 .PHONY: demo test regress-test http2-check cron-test fuzz reliability bench
 demo:

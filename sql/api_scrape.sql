@@ -70,7 +70,7 @@ SELECT count(*) FROM scr.batch_tasks WHERE state = 'failed';
 \set VERBOSITY terse
 SELECT * FROM scr.batches;
 
--- joins give ids: a nested loop for a few, ANY(ARRAY(...)) for many at once
+-- joins give ids: the key join asks for them max_concurrency at a time
 CREATE TEMP TABLE watched (batch_id text);
 INSERT INTO watched VALUES ('batch_xyz789'), ('batch_done001'), ('gone');
 ANALYZE watched;

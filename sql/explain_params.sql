@@ -12,7 +12,11 @@
 EXPLAIN (COSTS OFF) SELECT count(*) FROM nimble.batch_tasks
  WHERE batch_id = (SELECT max(batch_id) FROM nimble.batches);
 
--- task ids from a join: one task_results request per outer row
+-- task ids from a join: one task_results request per outer row, in a
+-- nested loop (the key join, which asks for them all at once, is the
+-- default and has its own suite: it is switched off here to show the
+-- nested loop's parameter)
+SET nimble_fdw.enable_key_join = off;
 PREPARE batch_results(text) AS
   SELECT t.task_id, r.result->'data'->'parsing'->>'title' AS title
     FROM nimble.batch_tasks t JOIN nimble.task_results r USING (task_id)
@@ -20,3 +24,4 @@ PREPARE batch_results(text) AS
    ORDER BY t.task_id;
 EXPLAIN (COSTS OFF) EXECUTE batch_results(:'b7');
 DEALLOCATE batch_results;
+RESET nimble_fdw.enable_key_join;

@@ -5,17 +5,18 @@
 \getenv mock_url NIMBLE_MOCK_URL
 \getenv scrape_mock_url NIMBLE_SCRAPE_MOCK_URL
 \getenv factcheck_mock_url NIMBLE_FACTCHECK_MOCK_URL
+\getenv big_mock_url NIMBLE_BIG_MOCK_URL
 \set api_url :mock_url '/v1'
 
 CREATE EXTENSION nimble_fdw;
 
 -- only Nimble's own host is allowed by default (on https's port); the
--- suites talk to the three mocks on loopback, and to port 1, where nothing
+-- suites talk to the four mocks on loopback, and to port 1, where nothing
 -- listens.  The ports change from run to run, so they are not shown.
 SHOW nimble_fdw.allowed_hosts;
 SELECT string_agg(regexp_replace(u, '^https?://([^/]+).*$', '\1'), ', ') AS suite_hosts
   FROM unnest(ARRAY[:'mock_url', :'scrape_mock_url', :'factcheck_mock_url',
-                    'http://127.0.0.1:1']) AS u \gset
+                    :'big_mock_url', 'http://127.0.0.1:1']) AS u \gset
 SELECT format('ALTER DATABASE %I SET nimble_fdw.allowed_hosts = %L',
               current_database(), :'suite_hosts') AS allow_suite_hosts \gset
 :allow_suite_hosts;

@@ -96,8 +96,8 @@ PREPARE batch_results(text) AS
     FROM tsk.batch_tasks t JOIN tsk.task_results r USING (task_id)
    WHERE t.batch_id = $1 AND t.state = 'success'
    ORDER BY t.task_id;
--- (the plan, a nested loop with a scan of task_results per outer row, is
--- in explain_params)
+-- (the plan, a key join that asks for the results of the outer side's
+-- task ids max_concurrency at a time, is in key_join)
 EXECUTE batch_results(:'b7');
 \set n `curl -s "$NIMBLE_MOCK_URL/_mock/stats"`
 SELECT (:'n'::jsonb) - 'by_path' - 'unauthorized' AS requests;

@@ -27,6 +27,7 @@
 #include "parser/parsetree.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/ruleutils.h"
@@ -60,9 +61,12 @@ _PG_init(void)
 	nimble_security_init();
 	nimble_option_changes_init();
 	nimble_server_state_init();
+	nimble_key_join_init();
 	nimble_cache_init();
 	nimble_http_init();
 	nimble_body_pool_init();
+	/* last: settings of ours that do not exist are removed, with a warning */
+	MarkGUCPrefixReserved("nimble_fdw");
 }
 
 /* ----------------------------------------------------------------
@@ -432,29 +436,39 @@ nimble_explain_foreign_scan(ForeignScanState *node, ExplainState *es)
 		ExplainPropertyText("Nimble Keys",
 							psprintf("none pushed: %s", fsstate->plan.unpushed), es);
 	if (es->analyze && fsstate->scan)
-	{
-		NimbleScanStats *stats = nimble_scan_stats(fsstate->scan);
+		nimble_explain_scan_stats(nimble_scan_stats(fsstate->scan),
+								  &fsstate->server, true, es);
+}
 
-		ExplainPropertyInteger("Nimble Requests", NULL, stats->requests, es);
+/*
+ * EXPLAIN ANALYZE's counts of a scan's requests, for a foreign scan and
+ * the key join alike; list_pages: the scan may walk the list.
+ */
+void
+nimble_explain_scan_stats(const NimbleScanStats *stats,
+						  const NimbleServerOptions *server, bool list_pages,
+						  ExplainState *es)
+{
+	ExplainPropertyInteger("Nimble Requests", NULL, stats->requests, es);
+	if (list_pages)
 		ExplainPropertyInteger("Nimble List Pages", NULL, stats->pages, es);
-		ExplainPropertyInteger("Nimble Retries", NULL, stats->retries, es);
-		ExplainPropertyInteger("Nimble Bytes", NULL, stats->bytes, es);
-		if (fsstate->server.cache_ttl > 0)
-			ExplainPropertyInteger("Nimble Cache Hits", NULL, stats->cache_hits, es);
-		/* how the transfers went: depends on what earlier queries left open */
-		if (es->verbose)
-		{
-			ExplainPropertyInteger("Nimble New Connections", NULL,
-								   stats->connections, es);
-			if (stats->http_version > 0)
-				ExplainPropertyInteger("Nimble HTTP Version", NULL,
-									   stats->http_version, es);
-		}
-		/* a duration: shown with the timings, like the node's own times */
-		if (es->timing && stats->rate_limit_wait_us >= 1000)
-			ExplainPropertyInteger("Nimble Rate Limit Wait", "ms",
-								   stats->rate_limit_wait_us / 1000, es);
+	ExplainPropertyInteger("Nimble Retries", NULL, stats->retries, es);
+	ExplainPropertyInteger("Nimble Bytes", NULL, stats->bytes, es);
+	if (server->cache_ttl > 0)
+		ExplainPropertyInteger("Nimble Cache Hits", NULL, stats->cache_hits, es);
+	/* how the transfers went: depends on what earlier queries left open */
+	if (es->verbose)
+	{
+		ExplainPropertyInteger("Nimble New Connections", NULL,
+							   stats->connections, es);
+		if (stats->http_version > 0)
+			ExplainPropertyInteger("Nimble HTTP Version", NULL,
+								   stats->http_version, es);
 	}
+	/* a duration: shown with the timings, like the node's own times */
+	if (es->timing && stats->rate_limit_wait_us >= 1000)
+		ExplainPropertyInteger("Nimble Rate Limit Wait", "ms",
+							   stats->rate_limit_wait_us / 1000, es);
 }
 
 /* ----------------------------------------------------------------
@@ -485,6 +499,7 @@ nimble_fdw_handler(PG_FUNCTION_ARGS)
 	routine->EndForeignScan = nimble_end_foreign_scan;
 	routine->ExplainForeignScan = nimble_explain_foreign_scan;
 	routine->ImportForeignSchema = nimble_import_foreign_schema;
+	routine->AnalyzeForeignTable = nimble_analyze_foreign_table;
 
 	PG_RETURN_POINTER(routine);
 }

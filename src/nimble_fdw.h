@@ -22,6 +22,7 @@
 #include "json/json_value.h"
 #include "datatype/timestamp.h"
 #include "fmgr.h"
+#include "foreign/fdwapi.h"
 #include "foreign/foreign.h"
 #include "nodes/pathnodes.h"
 #include "nodes/plannodes.h"
@@ -79,6 +80,7 @@ typedef struct NimbleServerOptions
 	bool		tls_verify;		/* verify the peer and host name */
 	double		max_requests_per_second;	/* 0: no limit */
 	int			cache_ttl;		/* seconds; 0: no cache */
+	int			analyze_requests;	/* ANALYZE's request budget per table */
 	Oid			serverid;
 } NimbleServerOptions;
 
@@ -107,6 +109,7 @@ extern char *nimble_get_api_key(ForeignServer *server, Oid userid);
 
 extern void nimble_security_init(void);
 extern void nimble_option_changes_init(void);
+extern void nimble_key_join_init(void);
 extern bool nimble_server_option_is_set(const char *name);
 extern void nimble_check_allowed_host(const char *url, ForeignServer *server);
 
@@ -297,10 +300,23 @@ extern void nimble_get_rel_size(PlannerInfo *root, RelOptInfo *baserel,
 								Oid foreigntableid);
 extern void nimble_get_paths(PlannerInfo *root, RelOptInfo *baserel,
 							 Oid foreigntableid);
+extern Cost nimble_requests_cost(const NimblePlanState *ps, double requests,
+								 double rounds);
+extern NimbleKeySet *nimble_join_keys(PlannerInfo *root, RestrictInfo *rinfo,
+									  RelOptInfo *baserel);
 extern ForeignScan *nimble_get_plan(PlannerInfo *root, RelOptInfo *baserel,
 									Oid foreigntableid, ForeignPath *best_path,
 									List *tlist, List *scan_clauses,
 									Plan *outer_plan);
+
+/* ----------------------------------------------------------------
+ *		ANALYZE (analyze.c)
+ * ----------------------------------------------------------------
+ */
+
+extern bool nimble_analyze_foreign_table(Relation relation,
+										 AcquireSampleRowsFunc *func,
+										 BlockNumber *totalpages);
 
 /* Decoding a response body: the JSON module, src/json/ (json_value.h) */
 
@@ -336,6 +352,16 @@ typedef struct NimbleScanStats
 	int64		connections;	/* new connections opened (others reused) */
 	int			http_version;	/* highest HTTP major version seen, or 0 */
 } NimbleScanStats;
+
+/* What ANALYZE's sample saw of the list (nimble_scan_seen). */
+typedef struct NimbleScanSeen
+{
+	double		list_total;		/* the list's stated total, or -1 */
+	bool		list_complete;	/* the walk reached the end of the list */
+	int64		units_listed;	/* distinct ids the walk met */
+	int64		units_read;		/* of which read into the sample */
+	int64		requests;		/* requests started, retries not counted */
+} NimbleScanSeen;
 
 typedef struct NimbleHttpSession NimbleHttpSession;
 typedef struct NimbleHttpRequest NimbleHttpRequest;
@@ -436,9 +462,17 @@ extern NimbleScan *nimble_scan_create(MemoryContext parent,
 extern void nimble_scan_set_keys(NimbleScan *scan, List *keys);
 extern void nimble_scan_set_typed_keys(NimbleScan *scan, NimbleKeyMatch *match);
 extern void nimble_scan_set_row_bound(NimbleScan *scan, int64 bound);
+extern void nimble_scan_set_sample(NimbleScan *scan, int64 budget);
+extern void nimble_scan_seen(NimbleScan *scan, NimbleScanSeen *seen);
 extern bool nimble_scan_next(NimbleScan *scan, Datum *values, bool *nulls);
 extern void nimble_scan_rewind(NimbleScan *scan);
 extern NimbleScanStats *nimble_scan_stats(NimbleScan *scan);
+
+/* EXPLAIN (nimble_fdw.c) */
+struct ExplainState;
+extern void nimble_explain_scan_stats(const NimbleScanStats *stats,
+									  const NimbleServerOptions *server,
+									  bool list_pages, struct ExplainState *es);
 extern void nimble_scan_end(NimbleScan *scan);
 
 /* ----------------------------------------------------------------

@@ -94,6 +94,8 @@ static const NimbleOption nimble_options[] = {
 	{"max_requests_per_second", ForeignServerRelationId, NIMBLE_OPT_REAL, 0, 100000, NULL,
 	SERVER(max_requests_per_second)},
 	{"cache_ttl", ForeignServerRelationId, NIMBLE_OPT_INT, 0, 604800, "0", SERVER(cache_ttl)},
+	{"analyze_requests", ForeignServerRelationId, NIMBLE_OPT_INT, 1, 100000, "100",
+	SERVER(analyze_requests)},
 	{"ca_bundle", ForeignServerRelationId, NIMBLE_OPT_PATH, 0, 0, NULL, SERVER(ca_bundle),
 	NIMBLE_SUPERUSER, "It names a file on the database server."},
 	{"tls_verify", ForeignServerRelationId, NIMBLE_OPT_BOOL, 0, 0, "true", SERVER(tls_verify),

@@ -374,7 +374,12 @@ nimble_get_rel_size(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 		ps->keys = NULL;
 	}
 
-	/* what earlier scans saw, else a guess */
+	/*
+	 * The list's size and the rows per key: what ANALYZE stored, else what
+	 * earlier scans of this backend saw, else a guess.  ANALYZE stores the
+	 * rows as reltuples and the list's units as relpages (analyze.c);
+	 * reltuples is -1 until the first ANALYZE.
+	 */
 	ps->est_list_items = NIMBLE_DEFAULT_LIST_ITEMS;
 	if (res->list != NULL)
 		nimble_learned_list_total(ps->table.serverid,
@@ -387,6 +392,12 @@ nimble_get_rel_size(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 		? 1.0 : NIMBLE_DEFAULT_ROWS_PER_KEY;
 	nimble_learned_rows_per_key(ps->table.serverid, ps->table.resource->name,
 								&ps->est_rows_per_key);
+	if (baserel->tuples >= 0 && res->list != NULL)
+	{
+		ps->est_list_items = baserel->pages;
+		if (baserel->pages > 0 && !res->list_rows)
+			ps->est_rows_per_key = baserel->tuples / baserel->pages;
+	}
 
 	/* rows: per key times keys, or the whole list, then local filters */
 	if (ps->keys)
@@ -433,7 +444,8 @@ estimate_cost(NimblePlanState *ps, NimbleRoute route, double nkeys,
 {
 	double		page_size = ps->server.page_size > 0 ? ps->server.page_size
 		: NIMBLE_DEFAULT_PAGE_SIZE;
-	double		list_pages = ceil(ps->est_list_items / page_size);
+	/* an empty list is one page too */
+	double		list_pages = Max(ceil(ps->est_list_items / page_size), 1);
 	double		unit_requests = 0;
 	double		rounds;
 
@@ -454,17 +466,46 @@ estimate_cost(NimblePlanState *ps, NimbleRoute route, double nkeys,
 			break;
 	}
 	rounds = list_pages + ceil(unit_requests / ps->server.max_concurrency);
-
-	/*
-	 * Under max_requests_per_second, n requests take at least n / rate
-	 * seconds however many run at once: a full scan of many batches is then
-	 * slower than concurrency alone says.
-	 */
-	if (ps->server.max_requests_per_second > 0)
-		rounds = Max(rounds, (list_pages + unit_requests) /
-					 (ps->server.max_requests_per_second * NIMBLE_REQUEST_SECONDS));
 	*startup = NIMBLE_REQUEST_COST;
-	*total = Max(rounds, 1.0) * NIMBLE_REQUEST_COST + rows * cpu_tuple_cost * 10;
+	*total = nimble_requests_cost(ps, list_pages + unit_requests, rounds) +
+		rows * cpu_tuple_cost * 10;
+}
+
+/*
+ * What requests of a scan of ps's table cost: rounds of requests one after
+ * another (each round max_concurrency requests at once), and no less than
+ * the rate limit lets that many requests take: under
+ * max_requests_per_second, n requests take at least n / rate seconds
+ * however many run at once.  For the scan's paths and the key join's.
+ */
+Cost
+nimble_requests_cost(const NimblePlanState *ps, double requests, double rounds)
+{
+	if (ps->server.max_requests_per_second > 0)
+		rounds = Max(rounds, requests /
+					 (ps->server.max_requests_per_second * NIMBLE_REQUEST_SECONDS));
+	return Max(rounds, 1.0) * NIMBLE_REQUEST_COST;
+}
+
+/*
+ * The exact keys a join clause gives baserel's key column from the other
+ * side, or NULL: for the key join, which asks for them as a keyed scan
+ * does.
+ */
+NimbleKeySet *
+nimble_join_keys(PlannerInfo *root, RestrictInfo *rinfo, RelOptInfo *baserel)
+{
+	NimblePlanState *ps = (NimblePlanState *) baserel->fdw_private;
+	const char *why = NULL;
+	NimbleKeySet *keys;
+
+	if (ps->key_attno == InvalidAttrNumber)
+		return NULL;
+	keys = keys_of_clause(root, rinfo, baserel->relid, ps->key_attno, true, &why);
+	if (keys == NULL || keys->mode != NIMBLE_KEYS_EXACT ||
+		list_length(keys->exprs) != 1 || linitial_int(keys->is_array))
+		return NULL;
+	return keys;
 }
 
 /* Is em our key column?  (generate_implied_equalities_for_column callback) */

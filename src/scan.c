@@ -22,6 +22,8 @@
  */
 #include "postgres.h"
 
+#include <math.h>
+
 #include "access/tupdesc.h"
 #include "common/hashfn.h"
 #include "mb/pg_wchar.h"
@@ -116,6 +118,21 @@ struct NimbleScan
 	/* the query's LIMIT, if it bounds this scan (0 = none); rows so far */
 	int64		row_bound;
 	int64		rows_returned;
+
+	/*
+	 * ANALYZE's sample: the most requests the scan may start (0: no limit),
+	 * the most of them that may be list pages, and every how many listed
+	 * units one is read (0: not decided yet).  What was read, for scaling.
+	 */
+	int64		request_budget;
+	int64		list_budget;
+	int64		sample_stride;
+	int64		requests_started;
+	int64		pages_started;
+	int64		units_listed;	/* distinct ids the walk met */
+	int64		units_opened;	/* units read */
+	double		list_total;		/* the list's last stated total, or -1 */
+	bool		list_complete;	/* the walk reached the list's end */
 
 	/* the unit being read */
 	Unit		cur;
@@ -226,6 +243,7 @@ nimble_scan_create(MemoryContext parent, const NimbleTableOptions *table,
 	const NimbleResourceDef *res = table->resource;
 
 	scan->cxt = cxt;
+	scan->list_total = -1;
 	scan->keys_cxt = AllocSetContextCreate(cxt, "nimble_fdw keys",
 										   ALLOCSET_SMALL_SIZES);
 	scan->unit_cxt = AllocSetContextCreate(cxt, "nimble_fdw response",
@@ -406,12 +424,30 @@ id_listed_before(NimbleScan *scan, const char *id)
  * ----------------------------------------------------------------
  */
 
+/* May the scan start another request (ANALYZE's budget)? */
+static bool
+budget_left(NimbleScan *scan)
+{
+	return scan->request_budget <= 0 ||
+		scan->requests_started < scan->request_budget;
+}
+
+/* May it start another list page? */
+static bool
+list_budget_left(NimbleScan *scan)
+{
+	return budget_left(scan) &&
+		(scan->list_budget <= 0 || scan->pages_started < scan->list_budget);
+}
+
 static void
 start_list_request(NimbleScan *scan)
 {
 	char	   *path = nimble_pager_next_path(scan->pager);
 
 	nimble_http_start(scan->list_req, path, false);
+	scan->requests_started++;
+	scan->pages_started++;
 	scan->list_req_running = true;
 	pfree(path);
 }
@@ -442,6 +478,33 @@ static void
 protocol_error(NimbleScan *scan, const char *path, const char *detail)
 {
 	report_bad_body(scan, NIMBLE_DOC_BAD_SHAPE, path, detail);
+}
+
+/*
+ * ANALYZE, once the first page is in: read every how many listed units
+ * one, so that the units the budget can pay for are spread evenly over
+ * the part of the list its pages can reach (all of it, in most accounts),
+ * rather than being the newest ones.  Units without a request of their
+ * own cost nothing: all are read.
+ */
+static void
+choose_sample_stride(NimbleScan *scan, int page_items)
+{
+	double		reach;
+	double		pages;
+	double		slots;
+
+	if (scan->unit_ep == NULL || page_items <= 0)
+	{
+		scan->sample_stride = 1;
+		return;
+	}
+	reach = (double) scan->list_budget * page_items;
+	if (scan->list_total >= 0)
+		reach = Min(reach, scan->list_total);
+	pages = Max(ceil(reach / page_items), 1);
+	slots = Max(scan->request_budget - pages, 1);
+	scan->sample_stride = (int64) Max(ceil(reach / slots), 1);
 }
 
 /* Wait for the list page in flight, decode it, and queue it. */
@@ -477,10 +540,18 @@ finish_list_request(NimbleScan *scan)
 	if (problem)
 		protocol_error(scan, path, problem);
 	if (scan->pager->total >= 0)
+	{
+		scan->list_total = scan->pager->total;
 		nimble_learn_list_total(scan->table->serverid, scan->list_ep,
 								scan->pager->total);
+	}
 	if (scan->pager->done)
+	{
 		scan->list_done = true;
+		scan->list_complete = true;
+	}
+	if (scan->request_budget > 0 && scan->sample_stride == 0)
+		choose_sample_stride(scan, page->doc.nrows);
 }
 
 /* ----------------------------------------------------------------
@@ -538,6 +609,9 @@ next_unit(NimbleScan *scan, Unit *unit, bool may_wait)
 				continue;
 			if (scan->has_keys && !key_wanted(scan, key))
 				continue;
+			/* ANALYZE: one unit in sample_stride */
+			if (scan->units_listed++ % Max(scan->sample_stride, 1) != 0)
+				continue;
 			unit->key = key;
 			unit->page = page;
 			unit->item = item;
@@ -568,6 +642,11 @@ next_unit(NimbleScan *scan, Unit *unit, bool may_wait)
 		/* fetching ahead without being asked is prefetch_list's call */
 		if (scan->list_done || !may_wait)
 			return false;
+		if (!list_budget_left(scan))
+		{
+			scan->list_done = true; /* ANALYZE has read all it may */
+			return false;
+		}
 		start_list_request(scan);
 	}
 }
@@ -601,7 +680,8 @@ prefetch_list(NimbleScan *scan)
 
 	/* under a LIMIT, not a page the rows still needed cannot reach */
 	if (scan->unit_ep && scan->list_ep && !scan->list_done &&
-		!scan->list_req_running && left < window_size(scan))
+		!scan->list_req_running && left < window_size(scan) &&
+		list_budget_left(scan))
 		start_list_request(scan);
 }
 
@@ -619,6 +699,8 @@ fill_window(NimbleScan *scan, bool may_wait)
 		int			pos = (scan->ring_head + scan->ring_count) % scan->ring_cap;
 		Unit	   *unit = &scan->ring[pos];
 
+		if (scan->unit_ep && !budget_left(scan))
+			break;
 		if (!next_unit(scan, unit, may_wait && scan->ring_count == 0))
 			break;
 		unit->req = NULL;
@@ -629,6 +711,7 @@ fill_window(NimbleScan *scan, bool may_wait)
 			unit->req = scan->ring_reqs[pos];
 			/* the request keeps its own copy; this one lives per unit */
 			nimble_http_start(unit->req, path, true);
+			scan->requests_started++;
 			pfree(path);
 		}
 		scan->ring_count++;
@@ -676,6 +759,7 @@ open_unit(NimbleScan *scan)
 
 	scan->cur = *unit;
 	scan->have_cur = true;
+	scan->units_opened++;
 	scan->ring_head = (scan->ring_head + 1) % scan->ring_cap;
 	scan->ring_count--;
 	scan->cur_row = 0;
@@ -848,6 +932,7 @@ nimble_scan_rewind(NimbleScan *scan)
 	}
 	scan->next_key = 0;
 	scan->rows_returned = 0;
+	scan->units_listed = 0;
 	reset_key_filter(scan);
 }
 
@@ -859,6 +944,31 @@ void
 nimble_scan_set_row_bound(NimbleScan *scan, int64 bound)
 {
 	scan->row_bound = bound;
+}
+
+/*
+ * Make the scan ANALYZE's sample: at most budget requests (retries not
+ * counted), of which at most half list pages when units need requests of
+ * their own, the units spread over the list (choose_sample_stride).  Once
+ * the budget is spent the scan ends with what it has.
+ */
+void
+nimble_scan_set_sample(NimbleScan *scan, int64 budget)
+{
+	Assert(budget > 0 && scan->route != NIMBLE_ROUTE_KEYED);
+	scan->request_budget = budget;
+	scan->list_budget = scan->unit_ep ? Max(budget / 2, 1) : budget;
+}
+
+/* What a sample saw of the list, for ANALYZE's totals. */
+void
+nimble_scan_seen(NimbleScan *scan, NimbleScanSeen *seen)
+{
+	seen->list_total = scan->list_total;
+	seen->list_complete = scan->list_complete;
+	seen->units_listed = scan->units_listed;
+	seen->units_read = scan->units_opened;
+	seen->requests = scan->requests_started;
 }
 
 /* Free the scan now rather than with the query: detaches all transfers. */

@@ -169,7 +169,6 @@ nimble_security_init(void)
 							   PGC_SUSET,
 							   GUC_LIST_INPUT,
 							   check_allowed_hosts, NULL, NULL);
-	MarkGUCPrefixReserved("nimble_fdw");
 }
 
 /* Loopback traffic never leaves the machine. */

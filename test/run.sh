@@ -63,13 +63,15 @@ trap cleanup EXIT
 
 # start_mock [SCRIPT] ARGS...: a mock API (test/mock_nimble.py unless SCRIPT
 # names another test/mock_*.py) on a free port; sets $mock_url
+mocks_started=0
 start_mock() {
 	local script=test/mock_nimble.py
 	case "${1:-}" in
 	test/mock_*.py) script=$1; shift ;;
 	esac
 	local name
-	name=$(basename "$script" .py)
+	mocks_started=$((mocks_started + 1))
+	name=$(basename "$script" .py).$mocks_started
 	local portfile=$work/$name.port
 	rm -f "$portfile"
 	python3 "$script" --port 0 --port-file "$portfile" "$@" >"$work/$name.log" 2>&1 &
@@ -117,6 +119,10 @@ test)
 	export NIMBLE_SCRAPE_MOCK_URL=$mock_url
 	start_mock test/mock_factcheck.py
 	export NIMBLE_FACTCHECK_MOCK_URL=$mock_url
+	# an account of 2,000 batches of 3 tasks, for the planner's choices
+	# (key_join, analyze)
+	start_mock --batches 2000 --tasks-per-batch 3
+	export NIMBLE_BIG_MOCK_URL=$mock_url
 	# every message at every level goes to the log, which must then hold
 	# neither key the suites use (the api key never appears in a message).
 	# The command inside always succeeds, so that pg_virtualenv does not
