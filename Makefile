@@ -67,14 +67,14 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
 ifneq ($(PGXS),)
 include $(PGXS)
-else ifneq ($(filter-out demo test regress-test http2-check cron-test bench fuzz reliability,$(or $(MAKECMDGOALS),all)),)
+else ifneq ($(filter-out demo test regress-test http2-check cron-test bench bench-join fuzz reliability,$(or $(MAKECMDGOALS),all)),)
 $(error $(PG_CONFIG) not found: install postgresql-server-dev-NN (./run.sh demo does, on Debian) or set PG_CONFIG=/usr/lib/postgresql/NN/bin/pg_config)
 endif
 
 # PGXS tracks no header dependencies: every object depends on our headers
 $(OBJS): src/nimble_fdw.h src/http_internal.h src/key_join.h src/api/api.h src/compat.h $(wildcard src/json/*.h)
 
-.PHONY: demo test regress-test http2-check cron-test fuzz reliability bench
+.PHONY: demo test regress-test http2-check cron-test fuzz reliability bench bench-join
 demo:
 	test/run.sh demo
 
@@ -100,6 +100,10 @@ cron-test:
 # the benchmark against curl baselines: test/bench/REPORT.md (~13 min)
 bench:
 	test/bench/run.sh
+
+# joins with local tables, the key join against = ANY: test/bench/JOIN_REPORT.md (~6 min)
+bench-join:
+	/usr/bin/python3 test/bench/join_bench.py
 
 # a 60 s fuzz run of the response decoder (make -C test/fuzz run: 10 min)
 fuzz:

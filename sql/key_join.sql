@@ -102,7 +102,10 @@ INSERT INTO kj_queries VALUES
         JOIN nimble.task_results r USING (task_id) WHERE t.batch_id = 'b1000000-0000-4000-8000-000000000007'$q$),
   (17, 'left, results of tasks that have none',
    $q$SELECT t.task_id, t.state, r.task_id IS NOT NULL AS has_result FROM nimble.batch_tasks t
-        LEFT JOIN nimble.task_results r USING (task_id) WHERE t.batch_id = 'b1000000-0000-4000-8000-000000000007'$q$);
+        LEFT JOIN nimble.task_results r USING (task_id) WHERE t.batch_id = 'b1000000-0000-4000-8000-000000000007'$q$),
+  (18, 'a rescan with a new value for the table''s own condition',
+   $q$SELECT v.s, (SELECT count(*) FROM kw JOIN nimble.batch_tasks t USING (batch_id) WHERE t.state = v.s) AS n
+        FROM (VALUES ('success'), ('error'), ('success')) v(s)$q$);
 SELECT pos, what, check_key_join(query) FROM kj_queries ORDER BY pos;
 
 -- blocks of 3 outer rows: the same rows again, in three blocks
@@ -122,6 +125,21 @@ SELECT explain_analyze('SELECT kw.note, t.task_id FROM kw JOIN nimble.batch_task
 \set n `curl -s "$NIMBLE_MOCK_URL/_mock/stats"`
 SELECT (:'n'::jsonb) - 'by_path' - 'unauthorized' AS requests;
 RESET nimble_fdw.key_join_block_rows;
+
+-- work_mem bounds the rows kept: with 64kB, the rows of batch 3 (1,000
+-- tasks) alone pass it, so a fetch stops once the outer row it was made
+-- for has its key's rows, and the rows kept are dropped before the next
+-- fetch; later rows ask again.  The rows are the same.
+INSERT INTO kw VALUES ('b1000000-0000-4000-8000-000000000003', 'big'),
+  (:'b1', 'one, after big'), ('b1000000-0000-4000-8000-000000000003', 'big again');
+SET work_mem = '64kB';
+SELECT pos, what, check_key_join(query) FROM kj_queries WHERE pos IN (1, 2, 6, 9, 13) ORDER BY pos;
+\set x `curl -s "$NIMBLE_MOCK_URL/_mock/reset"`
+SELECT explain_analyze('SELECT kw.note, t.task_id FROM kw JOIN nimble.batch_tasks t USING (batch_id)');
+\set n `curl -s "$NIMBLE_MOCK_URL/_mock/count"`
+SELECT :n AS requests;
+RESET work_mem;
+DELETE FROM kw WHERE note IN ('big', 'one, after big', 'big again');
 
 -- the rows come in the outer side's order, each outer row's matches together
 SELECT kw.note, t.task_id FROM kw JOIN nimble.batch_tasks t USING (batch_id)

@@ -22,9 +22,11 @@
  * condition, the inner table's own conditions and the conditions above
  * the join are evaluated here as a nested loop would.
  *
- * What a block's keys gave is kept for later blocks (a key is asked for
- * once per execution), up to work_mem; beyond it, it is dropped and asked
- * for again as needed.
+ * What a block's keys gave is kept for later blocks and rescans (a key is
+ * asked for once per query), up to work_mem; beyond it, it is dropped and
+ * asked for again as needed, and a block's fetch stops early once the row
+ * it is for has its rows (key_join_exec.c), so that memory stays near
+ * work_mem whatever the batches hold.
  *
  *-------------------------------------------------------------------------
  */
@@ -132,9 +134,13 @@ uses_inner_system_column(RelOptInfo *joinrel, RelOptInfo *inner,
 }
 
 /*
- * What the key join costs: the outer side, then for each block a round of
- * requests for its distinct keys, max_concurrency at a time and no faster
- * than the rate limit, then each outer row paired.
+ * What the key join costs: the outer side, then the requests for its
+ * distinct keys, max_concurrency at a time and no faster than the rate
+ * limit, then each outer row paired.  A block waits for its slowest
+ * request before the next block is read, so each block that brings new
+ * keys adds a round; as keys are asked for once, that is about one block
+ * per block_rows distinct keys, not every block (a million outer rows over
+ * 500 keys ask for them all in the first block).
  */
 static void
 cost_key_join(PlannerInfo *root, KeyJoinPath *kpath, Path *outer,
@@ -147,7 +153,7 @@ cost_key_join(PlannerInfo *root, KeyJoinPath *kpath, Path *outer,
 	double		rounds;
 
 	keys = Max(Min(keys, outer->rows), 1.0);
-	/* each block waits for its slowest request before the next starts */
+	blocks = Min(blocks, ceil(keys / kpath->block_rows));
 	rounds = ceil(keys / ps->server.max_concurrency) + blocks - 1;
 	path->startup_cost = outer->startup_cost +
 		nimble_requests_cost(ps, Min(keys, kpath->block_rows), 1);

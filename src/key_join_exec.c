@@ -12,8 +12,9 @@
  * join and the projection.
  *
  * Memory: the outer block lives in block_cxt (reset per block), the inner
- * rows of the keys asked for so far in keys_cxt (reset when it passes
- * work_mem, and on rescan).
+ * rows of the keys asked for so far in keys_cxt (dropped when it passes
+ * work_mem and a key is missing, and on a rescan that changes the inner
+ * table's conditions).
  *
  *-------------------------------------------------------------------------
  */
@@ -63,6 +64,7 @@ typedef struct KeyJoinState
 	ExprState  *key_expr;
 	ExprState  *join_qual;
 	ExprState  *inner_qual;
+	Bitmapset  *inner_params;	/* the PARAM_EXEC ids inner_qual uses */
 
 	/* the inner table */
 	Relation	inner_rel;
@@ -95,7 +97,8 @@ typedef struct KeyJoinState
 
 	/* for EXPLAIN ANALYZE */
 	int64		blocks;
-	int64		distinct_keys;
+	int64		distinct_keys;	/* keys asked for (again after a drop) */
+	int64		stopped_fetches;	/* fetches cut short by work_mem */
 } KeyJoinState;
 
 static Node *create_key_join_state(CustomScan *cscan);
@@ -161,6 +164,17 @@ reset_keys(KeyJoinState *kjs)
 							HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
 }
 
+/* The PARAM_EXEC ids in node, added to *params (expression walker). */
+static bool
+collect_exec_params(Node *node, Bitmapset **params)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, Param) && ((Param *) node)->paramkind == PARAM_EXEC)
+		*params = bms_add_member(*params, ((Param *) node)->paramid);
+	return expression_tree_walker(node, collect_exec_params, params);
+}
+
 static void
 begin_key_join(CustomScanState *node, EState *estate, int eflags)
 {
@@ -197,6 +211,8 @@ begin_key_join(CustomScanState *node, EState *estate, int eflags)
 								  &node->ss.ps);
 	kjs->inner_qual = ExecInitQual(list_nth(cscan->custom_exprs, KJ_INNER_QUALS),
 								   &node->ss.ps);
+	(void) collect_exec_params(list_nth(cscan->custom_exprs, KJ_INNER_QUALS),
+							   &kjs->inner_params);
 	getTypeOutputInfo(exprType(list_nth(cscan->custom_exprs, KJ_KEY_EXPR)),
 					  &kjs->key_out, &varlena);
 
@@ -297,26 +313,41 @@ scan_tuple_passes(KeyJoinState *kjs, ExprState *qual)
 	return ExecQual(qual, econtext);
 }
 
+/* Is the memory of the keys' rows past work_mem? */
+static bool
+keys_over_work_mem(KeyJoinState *kjs)
+{
+	return MemoryContextMemAllocated(kjs->keys_cxt, true) > (Size) work_mem * 1024;
+}
+
 /*
- * Ask for the keys of the block that are not known yet, all at once (the
- * keyed scan runs max_concurrency requests at a time), and keep the inner
- * rows that pass the inner table's own conditions, by their key column's
- * text: the same test as the exact key condition.
+ * Ask for the keys of the block's outer rows from start on that are not
+ * known yet, all at once (the keyed scan runs max_concurrency requests at
+ * a time), and keep the inner rows that pass the inner table's own
+ * conditions, by their key column's text: the same test as the exact key
+ * condition.
+ *
+ * Memory: when the rows kept pass work_mem, the scan stops as soon as the
+ * key of the row at start is done; the keys after the one being read are
+ * forgotten, to be asked for again when a later row needs them (after the
+ * rows kept so far are dropped).  A nested loop holds one key's rows at a
+ * time; this holds a block's, up to work_mem, and never less than one key's.
  */
 static void
-fetch_keys(KeyJoinState *kjs)
+fetch_keys(KeyJoinState *kjs, int start)
 {
 	List	   *wanted = NIL;
 	TupleDesc	desc = RelationGetDescr(kjs->inner_rel);
 	int			key_att = kjs->inner_plan.key_attno - 1;
 	Oid			key_out;
 	bool		varlena;
+	char	  **scan_keys;
+	int			nscan_keys;
+	int			current;
+	int			start_place = -1;
 	MemoryContext oldcxt = MemoryContextSwitchTo(kjs->block_cxt);
 
-	/* the rows of earlier blocks' keys stay, up to work_mem */
-	if (MemoryContextMemAllocated(kjs->keys_cxt, true) > (Size) work_mem * 1024)
-		reset_keys(kjs);
-	for (int i = 0; i < kjs->nblock; i++)
+	for (int i = start; i < kjs->nblock; i++)
 	{
 		char	   *key = kjs->outer_keys[i];
 		bool		found;
@@ -339,6 +370,9 @@ fetch_keys(KeyJoinState *kjs)
 	getTypeOutputInfo(TupleDescAttr(desc, key_att)->atttypid, &key_out, &varlena);
 	nimble_scan_rewind(kjs->scan);
 	nimble_scan_set_keys(kjs->scan, wanted);
+	scan_keys = nimble_scan_keys(kjs->scan, &nscan_keys, &current);
+	if (kjs->outer_keys[start] != NULL)
+		start_place = nimble_find_key(scan_keys, nscan_keys, kjs->outer_keys[start]);
 	for (;;)
 	{
 		char	   *key;
@@ -348,6 +382,19 @@ fetch_keys(KeyJoinState *kjs)
 		memset(kjs->inner_nulls, true, sizeof(bool) * desc->natts);
 		if (!nimble_scan_next(kjs->scan, kjs->inner_values, kjs->inner_nulls))
 			break;
+		(void) nimble_scan_keys(kjs->scan, &nscan_keys, &current);
+		if (current > start_place && keys_over_work_mem(kjs))
+		{
+			/* stop: the key being read and those after it are not done */
+			for (int i = current; i < nscan_keys; i++)
+			{
+				char	   *undone = scan_keys[i];
+
+				(void) hash_search(kjs->keys, &undone, HASH_REMOVE, NULL);
+			}
+			kjs->stopped_fetches++;
+			break;
+		}
 		if (kjs->inner_nulls[key_att])
 			continue;			/* a row without a key equals no key */
 		key = OidOutputFunctionCall(key_out, kjs->inner_values[key_att]);
@@ -366,9 +413,11 @@ fetch_keys(KeyJoinState *kjs)
 		oldcxt = MemoryContextSwitchTo(kjs->keys_cxt);
 		entry->rows = lappend(entry->rows,
 							  nimble_form_minimal_tuple(desc, kjs->inner_values,
-													  kjs->inner_nulls));
+														kjs->inner_nulls));
 		MemoryContextSwitchTo(oldcxt);
 	}
+	/* what is still in flight is not needed (a stop), or there is none */
+	nimble_scan_rewind(kjs->scan);
 }
 
 /*
@@ -419,7 +468,6 @@ next_block(KeyJoinState *kjs)
 	if (kjs->nblock == 0)
 		return false;
 	kjs->blocks++;
-	fetch_keys(kjs);
 	return true;
 }
 
@@ -484,6 +532,20 @@ next_joined(CustomScanState *node)
 			char	   *key = kjs->outer_keys[kjs->next_row];
 			KeyRows    *entry = key ? hash_search(kjs->keys, &key, HASH_FIND, NULL) : NULL;
 
+			/*
+			 * A key not asked for yet: ask for it with the rest of the
+			 * block's, dropping what earlier keys gave if it passes work_mem
+			 * (no row is using it between two outer rows)
+			 */
+			if (key && entry == NULL)
+			{
+				if (keys_over_work_mem(kjs))
+					reset_keys(kjs);
+				fetch_keys(kjs, kjs->next_row);
+				entry = hash_search(kjs->keys, &key, HASH_FIND, NULL);
+				Assert(entry != NULL);
+			}
+
 			ExecStoreMinimalTuple(kjs->outer_rows[kjs->next_row], kjs->outer_slot, false);
 			kjs->next_row++;
 			kjs->have_row = true;
@@ -514,9 +576,15 @@ rescan_key_join(CustomScanState *node)
 	KeyJoinState *kjs = (KeyJoinState *) node;
 	PlanState  *outer = linitial(node->custom_ps);
 
-	/* the outer side again; what its keys gave stays (asked once a query) */
+	/*
+	 * The outer side again; what its keys gave stays (asked once a query),
+	 * unless the inner table's own conditions, which chose the rows kept,
+	 * take a parameter that changed
+	 */
 	if (outer->chgParam == NULL)
 		ExecReScan(outer);
+	if (bms_overlap(node->ss.ps.chgParam, kjs->inner_params))
+		reset_keys(kjs);
 	MemoryContextReset(kjs->block_cxt);
 	kjs->nblock = 0;
 	kjs->next_row = 0;
@@ -602,6 +670,9 @@ explain_key_join(CustomScanState *node, List *ancestors, ExplainState *es)
 	{
 		ExplainPropertyInteger("Nimble Blocks", NULL, kjs->blocks, es);
 		ExplainPropertyInteger("Nimble Distinct Keys", NULL, kjs->distinct_keys, es);
+		if (kjs->stopped_fetches > 0)
+			ExplainPropertyInteger("Nimble Fetches Cut by work_mem", NULL,
+								   kjs->stopped_fetches, es);
 		nimble_explain_scan_stats(nimble_scan_stats(kjs->scan), &kjs->server,
 								  false, es);
 	}

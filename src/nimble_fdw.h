@@ -463,6 +463,7 @@ extern void nimble_scan_set_keys(NimbleScan *scan, List *keys);
 extern void nimble_scan_set_typed_keys(NimbleScan *scan, NimbleKeyMatch *match);
 extern void nimble_scan_set_row_bound(NimbleScan *scan, int64 bound);
 extern void nimble_scan_set_sample(NimbleScan *scan, int64 budget);
+extern char **nimble_scan_keys(NimbleScan *scan, int *nkeys, int *current);
 extern void nimble_scan_seen(NimbleScan *scan, NimbleScanSeen *seen);
 extern bool nimble_scan_next(NimbleScan *scan, Datum *values, bool *nulls);
 extern void nimble_scan_rewind(NimbleScan *scan);

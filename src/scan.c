@@ -591,6 +591,7 @@ next_unit(NimbleScan *scan, Unit *unit, bool may_wait)
 	{
 		if (scan->next_key >= scan->nkeys)
 			return false;
+		unit->item = scan->next_key;	/* the key's place, for the key join */
 		unit->key = scan->keys[scan->next_key++];
 		unit->page = NULL;
 		return true;
@@ -678,7 +679,14 @@ prefetch_list(NimbleScan *scan)
 	ListPage   *page = scan->pages ? llast(scan->pages) : NULL;
 	int			left = page ? page->doc.nrows - page->next_item : 0;
 
-	/* under a LIMIT, not a page the rows still needed cannot reach */
+	/*
+	 * Without a LIMIT, a page ahead once fewer than a window's items are
+	 * left on this one, so that the window never waits for it.  Under a
+	 * LIMIT, only when the units in the window and the items left cannot
+	 * give the rows still needed: "LIMIT 3" over pages of 5 asks for one.
+	 */
+	if (scan->row_bound > 0)
+		left += scan->ring_count;
 	if (scan->unit_ep && scan->list_ep && !scan->list_done &&
 		!scan->list_req_running && left < window_size(scan) &&
 		list_budget_left(scan))
@@ -958,6 +966,21 @@ nimble_scan_set_sample(NimbleScan *scan, int64 budget)
 	Assert(budget > 0 && scan->route != NIMBLE_ROUTE_KEYED);
 	scan->request_budget = budget;
 	scan->list_budget = scan->unit_ep ? Max(budget / 2, 1) : budget;
+}
+
+/*
+ * A keyed scan's keys in the order it asks for them (sorted and unique, as
+ * nimble_scan_set_keys left them), and the place among them of the key
+ * whose rows nimble_scan_next gave last (-1 before the first row): every
+ * key before it is done.  For the key join's memory limit.
+ */
+char	  **
+nimble_scan_keys(NimbleScan *scan, int *nkeys, int *current)
+{
+	Assert(scan->route == NIMBLE_ROUTE_KEYED);
+	*nkeys = scan->nkeys;
+	*current = scan->have_cur ? scan->cur.item : -1;
+	return scan->keys;
 }
 
 /* What a sample saw of the list, for ANALYZE's totals. */

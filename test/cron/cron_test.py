@@ -361,6 +361,29 @@ def main():
         c.ok(at >= 0 and not crashes, "the pg_cron scheduler started; no crash in the server log",
              crashes[:5] or log[-2000:])
 
+        # the nightly ANALYZE, scheduled by the tables' owner, who needs a
+        # user mapping of its own for it (the Quick start's user has one);
+        # its command is run here rather than waited for until 03:30
+        scur.execute("CREATE USER MAPPING FOR CURRENT_USER SERVER nimble OPTIONS (api_key %s)"
+                     % relib.quote_lit(API_KEY))
+        scur.execute(blocks["analyze"])
+        job = rows(scur, "SELECT schedule, command, username FROM cron.job "
+                         "WHERE jobname = 'nimble-analyze'")
+        c.ok(len(job) == 1 and job[0][0] == "30 3 * * *" and job[0][2] == "postgres",
+             "the nightly ANALYZE is scheduled (30 3 * * *) by the tables' owner", job)
+        mock.reset()
+        scur.execute(job[0][1])
+        requests = mock.count()
+        stats = dict(rows(scur, "SELECT relname, reltuples FROM pg_class "
+                                "WHERE relnamespace = 'nimble'::regnamespace AND relkind = 'f'"))
+        ntasks = one(cur, "SELECT count(*) FROM nimble.batch_tasks")
+        c.ok(stats.get("batch_progress") == 12 and stats.get("batches") == 12
+             and stats.get("batch_tasks") == ntasks and stats.get("tasks") == ntasks,
+             "the job's ANALYZE stores the account's size (12 batches, %d tasks)" % ntasks, stats)
+        c.ok(0 < requests <= 4 * 100, "the job's ANALYZE made %d requests, at most 100 a table"
+             % requests)
+        scur.execute("SELECT cron.unschedule('nimble-analyze')")
+
         for j in JOBS:
             scur.execute("SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname = %s", (j,))
         cur.close()
