@@ -10,12 +10,16 @@
 # and remove the root once nothing is mounted in it.  Prints the time of
 # each step; exits non-zero if any step fails.  Run as root.
 #
-#   NIMBLE_FRESH_WORK  where the roots go (default /var/tmp/nimble_fresh)
+#   NIMBLE_FRESH_WORK  where the roots go (default /var/tmp); each run
+#                      makes its own directory there (nimble_fresh.XXXXXX),
+#                      so neither a second run at the same time nor the
+#                      remains of a killed one (a SIGKILL skips in_root.sh's
+#                      teardown and can leave mounts) stand in its way
 #   NIMBLE_FRESH_KEEP  set: keep each root after its run, for a look inside
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
-work=${NIMBLE_FRESH_WORK:-/var/tmp/nimble_fresh}
+parent=${NIMBLE_FRESH_WORK:-/var/tmp}
 suites=("$@")
 [ ${#suites[@]} -gt 0 ] || suites=(trixie sid)
 
@@ -45,12 +49,11 @@ readme_command() {
 	"$here/in_root.sh" "$root" "cd /root/nimble_fdw && $cmd" 2>&1 | sed -u "s/^/[$suite] /"
 }
 
-mkdir -p "$work"
+mkdir -p "$parent"
+work=$(mktemp -d "$parent/nimble_fresh.XXXXXX") || exit 1
+echo "fresh/run.sh: roots in $work"
 for suite in "${suites[@]}"; do
 	root=$work/$suite
-	if [ -e "$root" ]; then
-		remove_root "$root" || { status=1; continue; }
-	fi
 	step "$suite: mmdebstrap minbase" "$here/make_root.sh" "$suite" "$root" || continue
 	copy_tree "$repo" "$root/root/nimble_fdw"
 	if [ -d "$repo/../shared" ]; then
@@ -63,6 +66,11 @@ for suite in "${suites[@]}"; do
 		remove_root "$root" || status=1
 	fi
 done
+
+# the directory goes only when every root in it went (a root with a
+# mount left is kept, and said so, rather than deleted across the mount)
+[ -n "${NIMBLE_FRESH_KEEP:-}" ] || rmdir "$work" 2>/dev/null ||
+	echo "fresh/run.sh: $work is left behind (see above)" >&2
 
 echo "=== fresh roots: times"
 printf '%s\n' "${summary[@]}"
