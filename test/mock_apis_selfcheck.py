@@ -7,10 +7,11 @@ Starts each mock on a free loopback port as a subprocess and checks every
 documented behaviour with plain assertions: the APIs' documented examples
 field for field, derived counts, auth both ways, 404/405/400s, the list
 walk with its limit/offset edges, the control endpoints, every fault kind,
-keep-alive reuse, a clean SIGTERM exit, then a small bench data set of
+keep-alive reuse, the window limit (ratelimit=, rl_*, and a mock started
+with --window-limit), a clean SIGTERM exit, then a small bench data set of
 each.  The helpers are test/lib/mockcheck.py's.  Prints "mock_scrape: N
 checks passed" and "mock_factcheck: N checks passed" (or the failures);
-exits 1 on any failure.  Takes about 8 s (7 s with --no-bench).
+exits 1 on any failure.  Takes about 11 s (10 s with --no-bench).
 """
 
 import email.utils
@@ -31,6 +32,12 @@ from mockcheck import (TEST_DIR, Checks, Client, check_stopped, not_utf8, raw,  
 
 SCRAPE_AUTH = {"X-API-Key": "test-key"}
 FC_AUTH = {"Authorization": "Bearer test-key"}
+RL_NAMES = ("ratelimit-limit", "ratelimit-remaining", "ratelimit-reset", "ratelimit-policy")
+
+
+def rl(h):
+    """An answer's ratelimit-* headers, in the order of RL_NAMES (None: absent)."""
+    return tuple(h.get(k) for k in RL_NAMES)
 
 
 def has_nul(v):
@@ -186,9 +193,76 @@ def common_checks(chk, c, port, auth, eps, err_of):
     chk("survives client abort", Client(port, auth).req(path)[0] == 200)
 
 
+def ratelimit_checks(chk, c, port, auth, other, path):
+    """ratelimit=N/S, rlheaders=0, rl_* and the counters; other: another
+    key's headers (a budget of its own, answered 401)."""
+    c.ctl("reset")
+    want429 = c.req("/fault=status/status=429" + path)[2]
+    s, h, b = c.req(path)
+    chk("rl: nothing announced by default", rl(h) == (None,) * 4 and "retry-after" not in h)
+    p = "/ratelimit=2/0.5" + path
+    got = [c.req(p) for _ in range(3)]
+    chk("rl: admits N then 429", [g[0] for g in got] == [200, 200, 429]
+        and got[2][2] == want429 and got[2][1].get("retry-after") == "1",
+        [(g[0], g[1]) for g in got])
+    chk("rl: headers count down", [rl(g[1]) for g in got] ==
+        [("2", r, "1", "2;w=0.5") for r in ("1", "0", "0")], [rl(g[1]) for g in got])
+    s, h, b = c.req(p, headers=other)
+    chk("rl: another key, another budget", s == 401 and rl(h)[:2] == ("2", "1"), (s, h))
+    time.sleep(0.55)
+    s, h, b = c.req(p)
+    chk("rl: window slid", s == 200 and rl(h)[1] == "1", (s, h))
+    s, h, b = c.req("/ratelimit=1%2F9/fault=html" + path)
+    chk("rl: %2F, headers on a fault", s == 502 and rl(h) == ("1", "0", "9", "1;w=9"), h)
+    p = "/ratelimit=1/5/rlheaders=0" + path
+    (s1, h1, _), (s2, h2, _) = c.req(p), c.req(p)
+    chk("rl: rlheaders=0", s1 == 200 and s2 == 429 and rl(h1) == rl(h2) == (None,) * 4
+        and h2.get("retry-after") in ("4", "5"), (h1, h2))
+    p = "/rl_limit=60/rl_remaining=0/rl_reset=7/rl_policy=60%3Bw%3D60" + path
+    got = [c.req(p) for _ in range(2)] + [c.req(p, headers=other)]
+    chk("rl: rl_* verbatim, not enforced", [g[0] for g in got] == [200, 200, 401]
+        and all(rl(g[1]) == ("60", "0", "7", "60;w=60") for g in got), [g[1] for g in got])
+    s, h, b = c.req("/rl_reset=3" + path)
+    chk("rl: only the rl_* given", rl(h) == (None, None, "3", None), h)
+    for v in ("0/1", "2", "2/0", "x/1"):
+        s, h, b = c.req("/ratelimit=%s%s" % (v, path))
+        chk("rl: ratelimit=%s 400" % v, s == 400 and b == b"bad value for ratelimit", (s, b))
+    st = json.loads(c.ctl("stats"))
+    chk("rl: stats", st["refused"] == 2 and st["max_in_window"] == 2
+        and list(st)[-3:] == ["refused", "max_in_window", "by_path"], st)
+    st = [r["status"] for r in json.loads(c.ctl("requests"))]
+    chk("rl: requests status", st[:5] == [429, 200, 200, 200, 429] and 401 in st, st)
+    c.ctl("reset")
+    st = json.loads(c.ctl("stats"))
+    chk("rl: reset", "refused" not in st and c.req("/ratelimit=1/5/rlheaders=0" + path)[0]
+        == 200, st)
+    c.ctl("reset")
+
+
+def window_limit_checks(chk, script, auth, other, paths):
+    """--window-limit: one budget per key across prefixes and endpoints."""
+    proc, port = start_mock(script, "--window-limit", "2/30")
+    try:
+        c = Client(port, auth)
+        got = [c.req(paths[0]), c.req("/latency=0" + paths[-1]), c.req(paths[0])]
+        chk("global limit across prefixes", [g[0] for g in got] == [200, 200, 429]
+            and [rl(g[1])[:2] for g in got] == [("2", r) for r in "100"]
+            and all(rl(g[1])[2:] in (("30", "2;w=30"), ("29", "2;w=30")) for g in got)
+            and got[2][1].get("retry-after") in ("29", "30"), [(g[0], g[1]) for g in got])
+        s, h, b = c.req(paths[0], headers=other)
+        chk("global limit per key", s == 401 and rl(h)[1] == "1", (s, h))
+        s, h, b = c.req("/ratelimit=5/1" + paths[0])
+        chk("global limit: prefix overrides", s == 200 and rl(h)[:2] == ("5", "4"), h)
+        st = json.loads(c.ctl("stats"))
+        chk("global limit stats", st["refused"] == 1 and st["max_in_window"] == 2, st)
+    finally:
+        check_stopped(chk, proc)
+
+
 def cli_checks(chk, script, bad_args):
     """Loopback-only, flag validation, SIGINT exit 0, --verbose logging."""
-    for args in [["--host", "0.0.0.0"], ["--host", "192.0.2.1"]] + bad_args:
+    for args in [["--host", "0.0.0.0"], ["--host", "192.0.2.1"],
+                 ["--window-limit", "0/1"], ["--window-headers", "x"]] + bad_args:
         r = subprocess.run([sys.executable, os.path.join(TEST_DIR, script)] + args,
                            capture_output=True, timeout=10)
         chk("rejects %s" % args, r.returncode == 2 and b"error" in r.stderr, r)
@@ -506,8 +580,11 @@ def test_scrape(chk, bench):
             ("/nope", None, "GET", 404), (p, None, "POST", 405), ("/bogus=1" + p, None, "GET", 400),
             ("/fault=status/status=429" + p, None, "GET", 429), (p, None, "GET", 200)])
         chk.run(concurrency_checks, port, SCRAPE_AUTH, [sp(b) for b in SCRAPE_IDS])
+        chk.run(ratelimit_checks, c, port, SCRAPE_AUTH, {"X-API-Key": "other-key"}, p)
     finally:
         check_stopped(chk, proc)
+    chk.run(window_limit_checks, "mock_scrape.py", SCRAPE_AUTH, {"X-API-Key": "other-key"},
+            [p, sp("batch_done001")])
     chk.run(cli_checks, "mock_scrape.py", [["--batches", "3"], ["--jobs-per-batch", "3"],
                                            ["--batches", "0", "--jobs-per-batch", "1"]])
     if bench:
@@ -850,8 +927,11 @@ def test_factcheck(chk, bench):
                                                  429), (p, None, "GET", 200)])
         chk.run(concurrency_checks, port, FC_AUTH, [fp(b) for b in FC_ORDER] + [
             "/v1/batch?limit=3&offset=%d" % o for o in (0, 3, 6)])
+        chk.run(ratelimit_checks, c, port, FC_AUTH, {"Authorization": "Bearer other-key"}, p)
     finally:
         check_stopped(chk, proc)
+    chk.run(window_limit_checks, "mock_factcheck.py", FC_AUTH,
+            {"Authorization": "Bearer other-key"}, [p, "/v1/batch?limit=2"])
     chk.run(cli_checks, "mock_factcheck.py", [["--batches", "0"], ["--jobs-per-batch", "3"]])
     if bench:
         chk.run(fc_bench)

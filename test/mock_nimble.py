@@ -10,6 +10,7 @@ test/mock_factcheck.py; this file describes the API and its data.
 RUNNING
     python3 test/mock_nimble.py [--host 127.0.0.1] [--port 0] [--port-file PATH]
                                 [--api-key test-key] [--latency-ms 0]
+                                [--window-limit N/S] [--window-headers on|off]
                                 [--batches N --tasks-per-batch M]
                                 [--quiet | --verbose]
 
@@ -21,13 +22,17 @@ RUNNING
     --quiet is accepted and is the default.  SIGTERM / SIGINT exit cleanly
     (status 0).  HTTP/1.1 keep-alive: every response carries Content-Length,
     except the deliberate faults below.  --latency-ms sleeps that long before
-    answering each API request (never control requests).
+    answering each API request (never control requests).  --window-limit N/S
+    admits at most N API requests in any S seconds per API key, and
+    --window-headers (default on) whether the answers say so: see RATE
+    LIMIT below.
 
 AUTH
     API requests need "Authorization: Bearer <api-key>" (scheme is
     case-insensitive, key is exact).  Otherwise 401
     {"status":"failed","msg":"Unauthorized: invalid or missing API key"}.
-    Order of checks: prefix syntax (400) -> latency -> auth (401) -> path (404)
+    Order of checks: prefix syntax (400) -> window limit (429; decided on
+    arrival, sent after the latency) -> latency -> auth (401) -> path (404)
     -> method (405) -> fault / normal answer.
 
 URL LAYOUT
@@ -109,21 +114,31 @@ CONTROL ENDPOINTS (no auth, never counted, never delayed)
     GET /_mock/count[?endpoint=list|details|progress|tasks|task|results]
         -> text integer
     GET /_mock/stats -> {"total","list","details","progress","tasks","task",
-                         "results","unauthorized",
+                         "results","unauthorized",["refused","max_in_window",]
                          "by_path":{"/v1/batches":n,..}}  (path w/o prefix/query)
+        refused: the 429s the window limit sent (not fault=status's);
+        max_in_window: the most admitted requests seen in one window of a
+        limit (a client that kept to it never exceeds N).  Both are there
+        only under --window-limit, or once a request under ratelimit= came
+        since the last reset (so that the suites' printed stats stay as
+        they were).
     GET|POST /_mock/reset -> "ok": zero counters, after/times state, last
-                         headers, and undo task_state changes
+                         headers, window limits (their logs, refused,
+                         max_in_window), and undo task_state changes
     POST /_mock/task_state {"batch_id","task_id","state"} (or GET with query
         params) -> "ok" | 404 "not found": set the state, set the task's
         modified_at to 2026-06-01T12:00:00.000Z, recompute derived values.
     GET /_mock/last_headers -> headers of the last API request, names
         lower-cased, authorization value "<redacted>", plus "authorized":bool
-    GET /_mock/requests -> [{"path","t"},..]: the API requests since the last
-        reset, in arrival order (at most the last 2,000,000).  "path" is the
-        request target as sent (fault prefix and query string included);
-        "t" is time.monotonic() when its headers had been read (CLOCK_MONOTONIC,
-        comparable with other processes' monotonic clocks), before any latency.
-        Control requests are not logged; unauthorized and faulted ones are.
+    GET /_mock/requests -> [{"path","t","status"},..]: the API requests since
+        the last reset, in arrival order (at most the last 2,000,000).  "path"
+        is the request target as sent (fault prefix and query string
+        included); "t" is time.monotonic() when its headers had been read
+        (CLOCK_MONOTONIC, comparable with other processes' monotonic clocks),
+        before any latency; "status" the status code answered (set when the
+        answer's headers go out, so after the latency: null until then, and
+        for stall_headers and reset, which send none).  Control requests are
+        not logged; unauthorized, refused and faulted ones are.
     Counted: every non-/_mock request, including 400/401/404/405 and faults.
 
 FAULTS (prefix segments)
@@ -195,6 +210,43 @@ FAULTS (prefix segments)
     JSON-modifying kinds leave non-200 answers and endpoints they do not
     apply to unchanged.  Only stall_body and truncate send "Connection: close"
     (stall_headers and reset close without sending any header).
+
+RATE LIMIT (prefix segments and flags; the same in all three mocks)
+    ratelimit=N/S  at most N (integer >= 1) requests in any S (seconds, > 0)
+                 seconds, a sliding window: "/ratelimit=200/5/v1/batches"
+                 (the "/" may also be written %2F).  Bad value -> 400 text
+                 "bad value for ratelimit".  One budget per (full prefix
+                 string, Authorization value): two API keys, or two
+                 prefixes, have their own.  An arrival is the request's "t"
+                 (time.monotonic() when its headers were read, before any
+                 latency).  A request over the limit is refused: 429 with
+                 the body of fault=status status=429 and "Retry-After: D",
+                 D = the whole seconds (rounded up, at least 1) until the
+                 window's oldest arrival leaves it.  A refused request
+                 spends no budget (it is not in the window) but is counted,
+                 logged in /_mock/requests (status 429) and in "refused".
+                 Requests whose prefix is a 400 are not limited.
+    --window-limit N/S  the same for every API request, with one budget per
+                 Authorization value across all prefixes; a prefix's own
+                 ratelimit= replaces it for that prefix's requests.
+    Every answer with headers to a request under a limit (admitted or
+    refused, 401/404/405 and faulted ones too) announces it:
+        ratelimit-limit: N
+        ratelimit-remaining: max(0, N - arrivals in the window, this one
+                     included if admitted)
+        ratelimit-reset: whole seconds (rounded up) until the window's oldest
+                     arrival leaves it; 0 if the window is empty
+        ratelimit-policy: N;w=S  (S as an integer when it is one: 200;w=5)
+    rlheaders=0  keep the limit, send none of those four (an API that
+                 enforces without saying); the 429's Retry-After is still
+                 sent.  --window-headers off is the same for every request;
+                 rlheaders=1 turns them back on for a prefix.
+    rl_limit=L rl_remaining=R rl_reset=D rl_policy=TEXT  fixed announcements,
+                 enforcing nothing: each given one adds ratelimit-limit,
+                 -remaining, -reset or -policy with its value verbatim (percent-
+                 decoded, so ";" "=" may be written as is or %3B %3D; CR, LF,
+                 NUL -> 400) to every answer with headers of that prefix,
+                 replacing a computed one of the same name.
 """
 import base64
 import copy

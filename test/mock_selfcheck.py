@@ -5,27 +5,38 @@
 
 Starts the mock on a free port as a subprocess, exercises every endpoint,
 the cross-endpoint consistency rules, auth, pagination, every fault kind,
-after/times, reset and task_state, then starts a bench data set
-(--batches 1000 --tasks-per-batch 100) and checks that it comes up quickly.
-The helpers are test/lib/mockcheck.py's, shared with
-test/mock_apis_selfcheck.py.  Prints "N passed, M failed"; exits 1 on any
-failure.  Takes about 4 s (8 s with the bench data set).
+after/times, reset and task_state, the window limit (ratelimit=,
+rlheaders=, rl_*, then two more mocks with --window-limit and
+--window-headers off), then starts a bench data set (--batches 1000
+--tasks-per-batch 100) and checks that it comes up quickly.  The helpers
+are test/lib/mockcheck.py's, shared with test/mock_apis_selfcheck.py.
+Prints "N passed, M failed"; exits 1 on any failure.  Takes about 8 s
+(11 s with the bench data set): the window checks wait for windows to
+slide.
 """
 
 import email.utils
 import json
 import os
+import subprocess
 import sys
 import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from ids import batch_id as bid, task_id as tid  # noqa: E402
-from mockcheck import (Checks, Client, check_stopped, not_utf8, raw, read_all,  # noqa: E402
-                       split_resp, start_mock, stop_mock)
+from mockcheck import (TEST_DIR, Checks, Client, check_stopped, not_utf8, raw,  # noqa: E402
+                       read_all, split_resp, start_mock, stop_mock)
 
 MOCK = "mock_nimble.py"
 AUTH = {"Authorization": "Bearer test-key"}
+OTHER_KEY = {"Authorization": "Bearer other-key"}
+RL_NAMES = ("ratelimit-limit", "ratelimit-remaining", "ratelimit-reset", "ratelimit-policy")
+
+
+def rl(h):
+    """An answer's ratelimit-* headers, in the order of RL_NAMES (None: absent)."""
+    return tuple(h.get(k) for k in RL_NAMES)
 
 
 # --------------------------------------------------------------------------
@@ -473,6 +484,248 @@ def test_faults(chk, c, port):
     chk("survives client abort", Client(port, AUTH).req("/v1/batches")[0] == 200)
 
 
+def test_ratelimit(chk, c, port):
+    """ratelimit=N/S, rlheaders=0, rl_*, and what /_mock/* say of them."""
+    c.ctl("reset")
+    st = json.loads(c.ctl("stats"))
+    chk("no window counters without a limit", "refused" not in st
+        and "max_in_window" not in st and list(st)[-1] == "by_path", st)
+    s, h, b = c.req("/v1/batches/" + bid(1))
+    chk("no ratelimit headers by default", rl(h) == (None,) * 4
+        and "retry-after" not in h, h)
+
+    # admit N, then 429 with Retry-After, counting down
+    p = "/ratelimit=3/2/v1/batches/" + bid(1)
+    normal = c.req("/v1/batches/" + bid(1))[2]
+    got = [c.req(p) for _ in range(4)]
+    chk("ratelimit admits N", [g[0] for g in got] == [200, 200, 200, 429]
+        and all(g[2] == normal for g in got[:3]), [g[0] for g in got])
+    # (reset: 2 s less the time the requests took, rounded up)
+    chk("ratelimit remaining counts down",
+        [rl(g[1])[::3] for g in got] == [("3", "3;w=2")] * 4
+        and [rl(g[1])[1] for g in got] == ["2", "1", "0", "0"]
+        and rl(got[0][1])[2] == "2" and all(rl(g[1])[2] in ("1", "2") for g in got),
+        [rl(g[1]) for g in got])
+    s, h, b = got[3]
+    want429 = c.req("/fault=status/status=429/v1/batches")[2]
+    chk("ratelimit 429 body is the API's", b == want429, b)
+    chk("ratelimit 429 Retry-After", h.get("retry-after") in ("1", "2"), h)
+    chk("ratelimit 200 has no Retry-After", "retry-after" not in got[0][1])
+    s, h, b = c.req("/ratelimit=3%2F2/v1/batches/" + bid(1))
+    chk("ratelimit %2F is its own budget", s == 200 and rl(h)[1] == "2", (s, h))
+    chk("ratelimit policy of a fraction", rl(c.req("/ratelimit=4/0.25/v1/batches")[1])
+        == ("4", "3", "1", "4;w=0.25"))
+
+    # another key, another budget; its 401s carry the headers too
+    s, h, b = c.req(p, headers=OTHER_KEY)
+    chk("ratelimit other key own budget", s == 401 and rl(h)[:2] == ("3", "2"), (s, h))
+    s, h, b = c.req(p, headers={})
+    chk("ratelimit no key own budget", s == 401 and rl(h)[:2] == ("3", "2"), (s, h))
+    chk("ratelimit first key still refused", c.req(p)[0] == 429)
+    # (the budget is the prefix's, whatever the path)
+    s, h, b = c.req("/ratelimit=2/5/v1/nothing")
+    chk("ratelimit headers on 404", s == 404 and rl(h) == ("2", "1", "5", "2;w=5"), h)
+    s, h, b = c.req("/ratelimit=2/5/v1/batches", method="POST", body=b"{}")
+    chk("ratelimit budget per prefix, headers on 405", s == 405 and rl(h)[:2] == ("2", "0"), h)
+    p = "/ratelimit=2/7/fault=status/status=503/v1/batches"
+    got = [c.req(p) for _ in range(3)]
+    chk("ratelimit headers on a fault", [g[0] for g in got] == [503, 503, 429]
+        and [rl(g[1])[1] for g in got] == ["1", "0", "0"], [(g[0], g[1]) for g in got])
+    chk("ratelimit refuses before the fault", got[2][2] == want429, got[2])
+    s, h, b = c.req("/ratelimit=5/5/fault=big_header/size=10/v1/batches/" + bid(1))
+    chk("ratelimit headers with a header fault", s == 200 and h.get("x-big") == "x" * 10
+        and rl(h)[1] == "4", h)
+
+    # the window slides: 0.5 s later the budget is back
+    p = "/ratelimit=2/0.5/v1/batches/%s/progress" % bid(1)
+    got = [c.req(p) for _ in range(3)]
+    chk("window 2/0.5", [g[0] for g in got] == [200, 200, 429]
+        and got[2][1].get("retry-after") == "1" and rl(got[2][1])[2] == "1",
+        [(g[0], g[1]) for g in got])
+    time.sleep(0.6)
+    s, h, b = c.req(p)
+    chk("window slid", s == 200 and rl(h)[1] == "1", (s, h))
+    # as fast as one connection goes for 1 s: never 3 admitted in 0.5 s
+    n, t0 = 0, time.monotonic()
+    while time.monotonic() - t0 < 1.0:
+        n += c.req(p)[0] == 200
+    ts = [r["t"] for r in json.loads(c.ctl("requests")) if r["path"] == p
+          and r["status"] == 200]
+    chk("window never admits more than N in S", 3 <= n <= 6
+        and all(b - a >= 0.5 for a, b in zip(ts, ts[2:])), (n, ts))
+
+    # rlheaders=0: enforced, not said
+    p = "/ratelimit=1/5/rlheaders=0/v1/batches"
+    (s1, h1, _), (s2, h2, b2) = c.req(p), c.req(p)
+    chk("rlheaders=0", s1 == 200 and s2 == 429 and rl(h1) == rl(h2) == (None,) * 4
+        and h2.get("retry-after") in ("4", "5") and b2 == want429, (h1, h2))
+    s, h, b = c.req("/rlheaders=1/v1/batches")
+    chk("rlheaders=1 without a limit", s == 200 and rl(h) == (None,) * 4, h)
+
+    # fixed announcements, nothing enforced
+    p = "/rl_limit=100/rl_remaining=7/rl_reset=30/rl_policy=100%3Bw%3D60/v1/batches"
+    got = [c.req(p) for _ in range(3)]
+    chk("rl_* verbatim", all(g[0] == 200 and rl(g[1]) == ("100", "7", "30", "100;w=60")
+                             for g in got), [g[1] for g in got])
+    s, h, b = c.req("/rl_remaining=0/v1/batches")
+    chk("rl_* only those given", s == 200 and rl(h) == (None, "0", None, None), h)
+    s, h, b = c.req("/rl_policy=10;w=1,%20100;w=60/fault=status/status=503/v1/batches")
+    chk("rl_* on a fault, written as is", s == 503
+        and rl(h) == (None, None, None, "10;w=1, 100;w=60"), h)
+    s, h, b = c.req("/rl_remaining=0/v1/batches", headers={})
+    chk("rl_* on a 401", s == 401 and rl(h)[1] == "0", h)
+    s, h, b = c.req("/ratelimit=2/5/rl_remaining=99/v1/batches/" + bid(2))
+    chk("rl_* replace the computed one", s == 200 and rl(h) == ("2", "99", "5", "2;w=5"), h)
+
+    # bad values
+    for v in ("0/1", "5", "5/0", "5/-1", "x/1", "1.5/2", "5/abc", "-1/5", "5/inf", "5/nan",
+              "5%2F", "%2F5"):
+        s, h, b = c.req("/ratelimit=%s/v1/batches" % v)
+        chk("ratelimit=%s 400" % v, s == 400 and b == b"bad value for ratelimit", (s, b))
+    for pre, name in (("rlheaders=2", "rlheaders"), ("rlheaders=x", "rlheaders"),
+                      ("rl_limit=a%0D%0Ab", "rl_limit"), ("rl_policy=%00", "rl_policy")):
+        s, h, b = c.req("/%s/v1/batches" % pre)
+        chk("%s 400" % pre, s == 400 and b == ("bad value for " + name).encode(), (s, b))
+    s, h, b = c.req("/ratelimit=0/1/v1/batches")
+    chk("bad ratelimit answer has no headers", rl(h) == (None,) * 4)
+
+    # the counters, the log, and reset
+    st = json.loads(c.ctl("stats"))
+    reqs = json.loads(c.ctl("requests"))
+    refused = sum(r["status"] == 429 and not r["path"].startswith("/fault=") for r in reqs)
+    chk("stats refused: the window's 429s", st["refused"] == refused >= 8, (st, refused))
+    chk("stats max_in_window", st["max_in_window"] == 3, st)
+    chk("stats key order", list(st)[-3:] == ["refused", "max_in_window", "by_path"], list(st))
+    by = {}
+    for r in reqs:
+        by.setdefault(r["path"], []).append(r["status"])
+    chk("requests status", by["/ratelimit=3/2/v1/batches/" + bid(1)] == [200, 200, 200, 429,
+                                                                         401, 401, 429]
+        and by["/v1/batches/" + bid(1)] == [200, 200]
+        and by["/fault=status/status=429/v1/batches"] == [429]
+        and by["/ratelimit=0/1/v1/batches"] == [400, 400], by)
+    chk("requests keys", all(list(r) == ["path", "t", "status"] for r in reqs), reqs[:2])
+    c.ctl("reset")
+    st = json.loads(c.ctl("stats"))
+    chk("reset clears window counters", "refused" not in st and st["total"] == 0, st)
+    p = "/ratelimit=1/60/v1/batches"
+    got = [c.req(p)[0], c.req(p)[0]]
+    c.ctl("reset", "POST")
+    got.append(c.req(p)[0])
+    chk("reset clears the windows", got == [200, 429, 200], got)
+    st = json.loads(c.ctl("stats"))
+    chk("reset then one request", st["refused"] == 0 and st["max_in_window"] == 1, st)
+    c.ctl("reset")
+
+    # status of answers that are sent late, or not at all
+    sock = raw(port, "/latency=300/v1/batches", AUTH)
+    time.sleep(0.1)
+    pending = json.loads(c.ctl("requests"))
+    read_all_until(sock, b"\r\n\r\n")
+    sock.close()
+    after = json.loads(c.ctl("requests"))
+    chk("status null until answered", pending[-1]["status"] is None
+        and after[-1]["status"] == 200, (pending, after))
+    sock = raw(port, "/fault=reset/v1/batches", AUTH)
+    read_all(sock)
+    sock.close()
+    sock = raw(port, "/fault=truncate/v1/batches/" + bid(1), AUTH)
+    read_all(sock)
+    sock.close()
+    chk("status of stream faults", [r["status"] for r in json.loads(c.ctl("requests"))][-2:]
+        == [None, 200])
+
+
+def read_all_until(sock, marker):
+    buf = b""
+    while marker not in buf:
+        d = sock.recv(65536)
+        if not d:
+            break
+        buf += d
+    return buf
+
+
+def test_ratelimit_concurrent(chk, port):
+    """40 requests at once against a budget of 10: exactly 10 admitted."""
+    c = Client(port, AUTH)
+    c.ctl("reset")
+    codes, lock = [], threading.Lock()
+
+    def one():
+        s = Client(port, AUTH).req("/ratelimit=10/30/v1/batches/" + bid(1))[0]
+        with lock:
+            codes.append(s)
+
+    ths = [threading.Thread(target=one) for _ in range(40)]
+    for t in ths:
+        t.start()
+    for t in ths:
+        t.join()
+    st = json.loads(c.ctl("stats"))
+    chk("concurrent window", sorted(codes) == [200] * 10 + [429] * 30
+        and st["refused"] == 30 and st["max_in_window"] == 10 and st["total"] == 40,
+        (sorted(codes), st))
+    c.ctl("reset")
+
+
+def test_window_limit(chk):
+    """--window-limit and --window-headers: the same limit on every request."""
+    proc, port = start_mock(MOCK, "--window-limit", "3/0.5")
+    try:
+        c = Client(port, AUTH)
+        st = json.loads(c.ctl("stats"))
+        chk("global: window counters from the start", st["refused"] == 0
+            and st["max_in_window"] == 0, st)
+        # one budget across prefixes and endpoints
+        got = [c.req(p) for p in ("/v1/batches", "/latency=0/v1/batches/" + bid(1),
+                                  "/fault=status/status=503/v1/batches",
+                                  "/v1/batches/%s/progress" % bid(2))]
+        chk("global: 3 admitted across prefixes", [g[0] for g in got] == [200, 200, 503, 429]
+            and [rl(g[1])[1] for g in got] == ["2", "1", "0", "0"]
+            and rl(got[0][1])[::3] == ("3", "3;w=0.5")
+            and got[3][1].get("retry-after") == "1", [(g[0], g[1]) for g in got])
+        s, h, b = c.req("/v1/batches", headers=OTHER_KEY)
+        chk("global: per key", s == 401 and rl(h)[1] == "2", (s, h))
+        s, h, b = c.req("/ratelimit=10/5/v1/batches")
+        chk("global: a prefix's ratelimit overrides", s == 200
+            and rl(h) == ("10", "9", "5", "10;w=5"), (s, h))
+        s, h, b = c.req("/rlheaders=0/v1/batches")
+        chk("global: rlheaders=0", s == 429 and rl(h) == (None,) * 4
+            and h.get("retry-after") == "1", h)
+        time.sleep(0.6)
+        chk("global: slides", c.req("/v1/batches")[0] == 200)
+        st = json.loads(c.ctl("stats"))
+        chk("global: stats", st["refused"] == 2 and st["max_in_window"] == 3, st)
+        s, h, b = c.req("/ratelimit=x/v1/batches")
+        chk("global: a 400 prefix is not limited", s == 400 and rl(h) == (None,) * 4)
+        c.ctl("reset")
+        st = json.loads(c.ctl("stats"))
+        chk("global: reset", st["refused"] == st["max_in_window"] == 0, st)
+    finally:
+        check_stopped(chk, proc)
+
+    proc, port = start_mock(MOCK, "--window-limit", "1/5", "--window-headers", "off")
+    try:
+        c = Client(port, AUTH)
+        (s1, h1, _), (s2, h2, _) = c.req("/v1/batches"), c.req("/v1/batches")
+        chk("--window-headers off", s1 == 200 and s2 == 429 and rl(h1) == rl(h2) == (None,) * 4
+            and h2.get("retry-after") in ("4", "5"), (h1, h2))
+        s, h, b = c.req("/rlheaders=1/v1/batches")
+        chk("--window-headers off, rlheaders=1", s == 429 and rl(h)[:2] == ("1", "0"), h)
+    finally:
+        check_stopped(chk, proc)
+
+    # (at once: each is a Python start-up)
+    bad = (["--window-limit", "0/5"], ["--window-limit", "5"], ["--window-limit", "5/0"],
+           ["--window-headers", "maybe"])
+    procs = [subprocess.Popen([sys.executable, os.path.join(TEST_DIR, MOCK)] + args,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for args in bad]
+    for args, pr in zip(bad, procs):
+        out, err = pr.communicate(timeout=10)
+        chk("rejects %s" % args, pr.returncode == 2 and b"error" in err, (pr.returncode, err))
+
+
 def test_concurrency(chk, port):
     errors, n_threads, per = [], 40, 25
     t0 = time.monotonic()
@@ -534,9 +787,12 @@ def main():
         for fn in (test_basic, test_errors, test_pagination, test_tasks, test_control):
             chk.run(fn, c)
         chk.run(test_faults, c, port)
+        chk.run(test_ratelimit, Client(port, AUTH), port)
+        chk.run(test_ratelimit_concurrent, port)
         chk.run(test_concurrency, port)
     finally:
         check_stopped(chk, proc)
+    chk.run(test_window_limit)
     if "--no-bench" not in sys.argv:
         chk.run(test_bench)
     print("%d passed, %d failed" % (chk.passed, len(chk.failed)))

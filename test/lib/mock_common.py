@@ -15,7 +15,8 @@ subclass of Api (defaults in brackets):
     prefix_params     prefix parameter -> type [PREFIX_PARAMS]
     prefix_choices    prefix parameter -> its allowed values [{}]; "on" is
                       always one of the endpoints
-    secret_headers    lower-case header names redacted in /_mock/last_headers
+    secret_headers    lower-case header names redacted in /_mock/last_headers;
+                      their values are also whose budget a window limit counts
     authorized(hdrs)  -> bool
     route(parts)      path segments after the prefix -> (endpoint, arg) | (None, None)
     normal(ep, arg, query, prefix) -> (status, body bytes); prefix: the
@@ -36,9 +37,10 @@ subclass of Api (defaults in brackets):
 
 COMMON BEHAVIOUR (all three mocks)
     CLI --host 127.0.0.1 --port 0 --port-file PATH --api-key test-key
-        --latency-ms 0, the API's own flags, --quiet|--verbose; loopback
-        only; port file written to a temp file then renamed; "NAME listening
-        on http://HOST:PORT" on stdout; SIGTERM/SIGINT exit 0; HTTP/1.1
+        --latency-ms 0 --window-limit N/S --window-headers on|off, the API's
+        own flags, --quiet|--verbose; loopback only; port file written to a
+        temp file then renamed; "NAME listening on http://HOST:PORT" on
+        stdout; SIGTERM/SIGINT exit 0; HTTP/1.1
         keep-alive, Content-Length on every normal response.  A request
         body sent with Transfer-Encoding, or with a Content-Length that is
         not a number from 0 to 1 MiB, is not read: the answer is sent, then
@@ -47,20 +49,49 @@ COMMON BEHAVIOUR (all three mocks)
         latency=MS fault=KIND on=ENDPOINT after=N times=N status=CODE
         retry_after=V ("date+S"/"date-S" = HTTP date S s from now)
         retry_after_ms=V stall=S size=BYTES depth=N chunk=BYTES delay_ms=MS,
-        and the API's own.  Unknown name -> 400 text "unknown prefix
-        parameter: NAME"; bad value -> 400 text "bad value for NAME";
+        ratelimit=N/S rlheaders=0|1 rl_limit=V rl_remaining=V rl_reset=V
+        rl_policy=V, and the API's own.  Unknown name -> 400 text "unknown
+        prefix parameter: NAME"; bad value -> 400 text "bad value for NAME";
         unknown fault -> 400 "unknown fault".
-    Order of checks: prefix syntax (400) -> latency -> auth (401) -> path
-        (404) -> method (405) -> fault / normal answer.
+    Order of checks: prefix syntax (400) -> window limit (decided on
+        arrival, its 429 sent after the latency) -> latency -> auth (401) ->
+        path (404) -> method (405) -> fault / normal answer.
+    Window limit (a sliding log per budget, under Counters.lock):
+        ratelimit=N/S (the "/" as is, or %2F) admits at most N requests in
+        any S seconds per (full prefix string, credentials) budget, the
+        credentials being the values of secret_headers (two keys, two
+        budgets); --window-limit N/S the same for every API request, one
+        budget per credentials across all prefixes (a prefix's ratelimit=
+        overrides it).  An arrival is time.monotonic() after the headers,
+        before the latency.  Over the limit: 429 with error_body(429) and
+        Retry-After: whole seconds (rounded up, >= 1) until the oldest
+        arrival leaves the window; a refused request is not logged (spends
+        no budget) but is counted and in /_mock/requests.  A request whose
+        prefix is a 400 is not limited.  Every answer with headers under a
+        limit (401/404/429/faults too) carries ratelimit-limit: N,
+        ratelimit-remaining: max(0, N - arrivals in the window, this one
+        if admitted), ratelimit-reset: whole seconds (rounded up) until the
+        oldest leaves (0: none), ratelimit-policy: N;w=S (S an integer when
+        it is one) -- unless rlheaders=0 (or --window-headers off without
+        rlheaders=1); the 429's Retry-After is sent regardless.
+        rl_limit/rl_remaining/rl_reset/rl_policy=V add ratelimit-limit/
+        -remaining/-reset/-policy: V verbatim (replacing a computed one) to
+        every answer with headers of that prefix, enforcing nothing.
     Control (no auth, never counted, never delayed):
         GET /_mock/count[?endpoint=NAME] -> text integer
-        GET /_mock/stats -> {"total",<each endpoint>,"unauthorized","by_path"}
+        GET /_mock/stats -> {"total",<each endpoint>,"unauthorized",
+            ["refused","max_in_window",]"by_path"}: refused = 429s of the
+            window limit, max_in_window = the most admitted arrivals in one
+            window; both only with --window-limit or once a ratelimit= was
+            used since the reset (the suites print the rest as it was)
         GET|POST /_mock/reset -> "ok" (counters, after/times, last headers,
-            request log, data changes)
+            request log, window limits, data changes)
         GET /_mock/last_headers -> last API request's headers, names lower-
             cased, secret headers' values "<redacted>", plus "authorized":bool
-        GET /_mock/requests -> [{"path","t"},..] arrival log since reset
-            (request target as sent; t = time.monotonic() after the headers)
+        GET /_mock/requests -> [{"path","t","status"},..] arrival log since
+            reset (request target as sent; t = time.monotonic() after the
+            headers; status = the status code answered, null while it is
+            being answered and for stall_headers / reset)
         GET|POST the API's controls (a POST's body must be a JSON object:
             400 "bad json"); any other name or method -> 404 "not found"
     Fault kinds answered here, for the APIs that accept them:
@@ -73,11 +104,14 @@ COMMON BEHAVIOUR (all three mocks)
 """
 
 import argparse
+import bisect
 import collections
 import email.utils
 import http
 import json
+import math
 import os
+import re
 import select
 import signal
 import socket
@@ -136,10 +170,32 @@ def corrupt_text(kind):
 # prefix parameters
 # --------------------------------------------------------------------------
 
+def parse_ratelimit(text):
+    """"N/S" -> (N, S): at most N requests (an integer >= 1) in any S seconds
+    (> 0, finite); ValueError otherwise."""
+    n, sep, s = text.partition("/")
+    n, s = int(n), float(s)
+    if not sep or n < 1 or not 0 < s < math.inf:
+        raise ValueError(text)
+    return n, s
+
+
+def header_value(text):
+    """A header value given in a prefix, sent verbatim: one line of it."""
+    if any(c in text for c in "\r\n\0"):
+        raise ValueError(text)
+    return text
+
+
 PREFIX_PARAMS = {"fault": str, "on": str, "after": int, "times": int, "status": int,
                  "retry_after": str, "retry_after_ms": str, "stall": float,
                  "delay_ms": float, "chunk": int, "depth": int, "size": int,
-                 "latency": float}
+                 "latency": float, "ratelimit": parse_ratelimit, "rlheaders": int,
+                 "rl_limit": header_value, "rl_remaining": header_value,
+                 "rl_reset": header_value, "rl_policy": header_value}
+# rl_X=V: the header FIXED_RL[rl_X] is V verbatim; nothing is enforced
+FIXED_RL = {"rl_limit": "ratelimit-limit", "rl_remaining": "ratelimit-remaining",
+            "rl_reset": "ratelimit-reset", "rl_policy": "ratelimit-policy"}
 BASE_FAULTS = {"status", "stall_headers", "stall_body", "reset", "truncate", "html",
                "not_json", "empty", "invalid_utf8", "nul_escape", "wrong_type",
                "deep_nesting", "huge", "slow_body", "redirect"}
@@ -159,7 +215,7 @@ def parse_prefix(segs, api):
             p[name] = params[name](value)
         except ValueError:
             raise ValueError("bad value for " + name) from None
-        if params[name] is not str and p[name] < 0:
+        if params[name] in (int, float) and p[name] < 0:
             raise ValueError("bad value for " + name)
     if "fault" in p and p["fault"] not in api.fault_kinds:
         raise ValueError("unknown fault")
@@ -168,7 +224,29 @@ def parse_prefix(segs, api):
             raise ValueError("bad value for " + name)
     if not 200 <= p.get("status", 500) <= 599:
         raise ValueError("bad value for status")
+    if p.get("rlheaders", 1) not in (0, 1):
+        raise ValueError("bad value for rlheaders")
     return p
+
+
+# S of "ratelimit=N/S" as its own path segment: a number
+_SECONDS = re.compile(r"[0-9]+(\.[0-9]*)?|\.[0-9]+")
+
+
+def split_prefix(parts):
+    """Path segments -> (prefix segments, the rest).  "ratelimit=N/S" may be
+    written with its "/" as is (then S is the next segment) or as %2F."""
+    segs, i = [], 0
+    while i < len(parts) and "=" in parts[i]:
+        seg = parts[i]
+        i += 1
+        name, _, value = seg.partition("=")
+        if (unquote(name) == "ratelimit" and "/" not in unquote(value)
+                and i < len(parts) and _SECONDS.fullmatch(parts[i])):
+            seg += "/" + parts[i]
+            i += 1
+        segs.append(seg)
+    return segs, parts[i:]
 
 
 # --------------------------------------------------------------------------
@@ -233,6 +311,31 @@ class Api:
 
 
 # --------------------------------------------------------------------------
+# window limit: at most N requests in any S seconds
+# --------------------------------------------------------------------------
+
+def whole_seconds(x):
+    """x seconds rounded up to whole ones, from the microsecond (so that the
+    float noise of t + S - t does not make S = 5 into 6)."""
+    return max(0, math.ceil(round(x, 6)))
+
+
+def policy_text(limit):
+    """(N, S) -> "N;w=S", S an integer when it is one."""
+    n, s = limit
+    return "%d;w=%s" % (n, int(s) if s.is_integer() else repr(s))
+
+
+def window_headers(limit, in_window, oldest, now):
+    """The ratelimit-* headers of an answer: in_window arrivals (this one
+    included if admitted), the oldest at monotonic time oldest (None: none)."""
+    n, s = limit
+    reset = 0 if oldest is None else whole_seconds(oldest + s - now)
+    return {"ratelimit-limit": str(n), "ratelimit-remaining": str(max(0, n - in_window)),
+            "ratelimit-reset": str(reset), "ratelimit-policy": policy_text(limit)}
+
+
+# --------------------------------------------------------------------------
 # counters / request log
 # --------------------------------------------------------------------------
 
@@ -253,10 +356,16 @@ class Counters:
             self.requests = collections.deque(maxlen=REQUEST_LOG_MAX)
             self.fault_seen = {}
             self.last_headers = {}
+            # window limits: budget key -> sorted arrival times in the window
+            self.windows = {}
+            self.refused = self.max_in_window = 0
 
     def record(self, endpoint, path, headers, authorized, target, t):
+        """Count an API request -> its request log entry [target, t, status],
+        whose status the answer fills in."""
+        entry = [target, t, None]
         with self.lock:
-            self.requests.append((target, t))
+            self.requests.append(entry)
             self.counts["total"] += 1
             if endpoint:
                 self.counts[endpoint] += 1
@@ -264,12 +373,35 @@ class Counters:
                 self.counts["unauthorized"] += 1
             self.by_path[path] = self.by_path.get(path, 0) + 1
             self.last_headers = headers
+        return entry
 
     def should_fault(self, key, after, times):
         with self.lock:
             i = self.fault_seen.get(key, 0)
             self.fault_seen[key] = i + 1
         return i >= after and (times is None or i - after < times)
+
+    def admit(self, key, limit, now):
+        """An arrival at monotonic time now on key's budget of limit (N, S)
+        -> (admitted, arrivals in the window after it, the oldest or None).
+        A refused request is not logged: it spent no budget."""
+        n, s = limit
+        with self.lock:
+            log = self.windows.setdefault(key, collections.deque())
+            while log and log[0] <= now - s:
+                log.popleft()
+            admitted = len(log) < n
+            if admitted:
+                # threads take the lock in any order: keep the log sorted
+                bisect.insort(log, now)
+                self.max_in_window = max(self.max_in_window, len(log))
+            else:
+                self.refused += 1
+            return admitted, len(log), log[0] if log else None
+
+    def limited(self):
+        """Whether a window limit has been in force since the reset."""
+        return bool(self.windows)
 
 
 # --------------------------------------------------------------------------
@@ -308,6 +440,10 @@ class Handler(BaseHTTPRequestHandler):
 
     # ---- plumbing ----
     def _dispatch(self, method):
+        # per request (the handler lives as long as its connection): the
+        # request log entry whose status the answer sets, and the ratelimit-*
+        # headers every answer with headers carries
+        self._entry, self._rl_headers = None, ()
         try:
             body = self._read_body()
             path, _, query = self.path.partition("?")
@@ -333,12 +469,16 @@ class Handler(BaseHTTPRequestHandler):
         return self.rfile.read(n) if n > 0 else b""
 
     def _head(self, code, ctype, length, extra=(), close=False):
+        if self._entry is not None:
+            self._entry[2] = code
         self.send_response(code, reason(code))
         if ctype:
             self.send_header("Content-Type", ctype)
         if length is not None:
             self.send_header("Content-Length", str(length))
         for k, v in extra:
+            self.send_header(k, v)
+        for k, v in self._rl_headers:
             self.send_header(k, v)
         if close:
             self.send_header("Connection", "close")
@@ -386,12 +526,18 @@ class Handler(BaseHTTPRequestHandler):
             return self._text(200, str(n))
         if name == "stats" and method == "GET":
             with ct.lock:
-                d = dict(ct.counts, by_path=dict(sorted(ct.by_path.items())))
+                d = dict(ct.counts)
+                # only where a window limit is used: the suites print the
+                # rest of the object as it always was
+                if self.server.window_limit or ct.limited():
+                    d.update(refused=ct.refused, max_in_window=ct.max_in_window)
+                d["by_path"] = dict(sorted(ct.by_path.items()))
             return self._send(200, dumps(d))
         if name == "requests" and method == "GET":
             with ct.lock:
-                reqs = list(ct.requests)
-            return self._send(200, dumps([{"path": pth, "t": t} for pth, t in reqs]))
+                reqs = [tuple(e) for e in ct.requests]
+            return self._send(200, dumps([{"path": pth, "t": t, "status": st}
+                                          for pth, t, st in reqs]))
         if name == "reset" and method in ("GET", "POST"):
             ct.reset()
             api.reset_data()
@@ -416,10 +562,7 @@ class Handler(BaseHTTPRequestHandler):
         arrived = time.monotonic()
         srv, api, ct = self.server, self.server.api, self.server.counters
         parts = path.split("/")[1:] if path.startswith("/") else []
-        i = 0
-        while i < len(parts) and "=" in parts[i]:
-            i += 1
-        prefix_segs, rest_parts = parts[:i], parts[i:]
+        prefix_segs, rest_parts = split_prefix(parts)
         rest = "/" + "/".join(rest_parts)
         endpoint, arg = api.route(rest_parts)
 
@@ -428,15 +571,18 @@ class Handler(BaseHTTPRequestHandler):
         for k, v in self.headers.items():
             hdrs[k.lower()] = "<redacted>" if k.lower() in api.secret_headers else v
         hdrs["authorized"] = authorized
-        ct.record(endpoint, rest, hdrs, authorized, self.path, arrived)
+        self._entry = ct.record(endpoint, rest, hdrs, authorized, self.path, arrived)
 
         try:
             p = parse_prefix(prefix_segs, api)
         except ValueError as e:
             return self._text(400, str(e))
+        retry = self._window(p, "/".join(prefix_segs), arrived)
         latency = p.get("latency", srv.latency_ms)
         if latency > 0:
             time.sleep(latency / 1000.0)
+        if retry is not None:
+            return self._send(429, api.error_body(429), extra=[("Retry-After", str(retry))])
         if not authorized:
             return self._send(401, api.unauthorized)
         if endpoint is None:
@@ -450,6 +596,33 @@ class Handler(BaseHTTPRequestHandler):
                 "/".join(prefix_segs), p.get("after", 0), p.get("times")):
             return self._fault(kind, p, endpoint, code, body, rest, query)
         return self._send(code, body)
+
+    def _window(self, p, prefix, now):
+        """Spend the request's budget under its window limit, if it has one,
+        and set the headers that announce it -> None if admitted, else the
+        Retry-After seconds of its 429."""
+        srv = self.server
+        limit = p.get("ratelimit")
+        # a prefix's own limit is its own budget; the global one spans prefixes
+        key = (prefix if limit else None, self._budget_key())
+        limit = limit or srv.window_limit
+        headers, retry = {}, None
+        if limit:
+            admitted, in_window, oldest = srv.counters.admit(key, limit, now)
+            if not admitted:
+                retry = max(1, whole_seconds(oldest + limit[1] - now))
+            if p.get("rlheaders", srv.window_headers):
+                headers = window_headers(limit, in_window, oldest, now)
+        for name, header in FIXED_RL.items():
+            if name in p:
+                headers[header] = p[name]
+        self._rl_headers = tuple(headers.items())
+        return retry
+
+    def _budget_key(self):
+        """Whose budget a request spends: its credentials, the values of the
+        API's secret headers (Authorization; X-API-Key too where they are)."""
+        return tuple(self.headers.get(h, "") for h in self.server.api.secret_headers)
 
     def _fault(self, kind, p, endpoint, code, body, rest, query):
         api = self.server.api
@@ -567,6 +740,15 @@ class MockServer6(MockServer):
 # main
 # --------------------------------------------------------------------------
 
+def window_limit_arg(text):
+    """--window-limit's value."""
+    try:
+        return parse_ratelimit(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            "want N/S: at most N (an integer >= 1) requests in any S seconds (> 0)") from None
+
+
 def run(api_cls, argv=None):
     ap = argparse.ArgumentParser(
         description=api_cls.description or "%s (see the module docstring)" % api_cls.name)
@@ -575,6 +757,10 @@ def run(api_cls, argv=None):
     ap.add_argument("--port-file")
     ap.add_argument("--api-key", default="test-key")
     ap.add_argument("--latency-ms", type=float, default=0)
+    ap.add_argument("--window-limit", type=window_limit_arg, metavar="N/S",
+                    help="admit at most N API requests in any S seconds per API key")
+    ap.add_argument("--window-headers", choices=("on", "off"), default="on",
+                    help="announce the window limit in ratelimit-* headers [on]")
     api_cls.add_arguments(ap)
     ap.add_argument("--quiet", action="store_true", help="no request logging (default)")
     ap.add_argument("--verbose", action="store_true", help="log requests to stderr")
@@ -588,6 +774,8 @@ def run(api_cls, argv=None):
     srv.api = api
     srv.counters = Counters(api.endpoints)
     srv.latency_ms = a.latency_ms
+    srv.window_limit = a.window_limit
+    srv.window_headers = a.window_headers == "on"
     srv.verbose = a.verbose and not a.quiet
     port = srv.server_address[1]
 
