@@ -19,6 +19,7 @@ OBJS = \
 	src/paging.o \
 	src/http.o \
 	src/http_failures.o \
+	src/shmem.o \
 	src/body_pool.o \
 	src/json/json_doc.o \
 	src/json/json_value.o \
@@ -48,7 +49,7 @@ NIMBLE_FDW_VERSION := $(shell sed -n 's/^   "version": "\([^"]*\)",$$/\1/p' $(di
 PG_CPPFLAGS = -Isrc -DNIMBLE_FDW_VERSION='"$(NIMBLE_FDW_VERSION)"'
 PGFILEDESC = "nimble_fdw - foreign data wrapper for Nimble batch jobs"
 
-REGRESS = setup options batches batch_tasks batch_progress tasks decode api_scrape api_factcheck pushdown key_types explain_params joins key_join analyze errors cache_and_rate stats wait_batch security upgrade
+REGRESS = setup options batches batch_tasks batch_progress tasks decode api_scrape api_factcheck pushdown key_types explain_params joins key_join analyze errors cache_and_rate rate_limit stats wait_batch security upgrade
 
 # the suites compare multibyte text: their database is UTF-8 whatever the
 # cluster's default encoding
@@ -67,14 +68,14 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
 ifneq ($(PGXS),)
 include $(PGXS)
-else ifneq ($(filter-out demo test regress-test http2-check cron-test bench bench-join fuzz reliability,$(or $(MAKECMDGOALS),all)),)
+else ifneq ($(filter-out demo test regress-test http2-check cron-test bench bench-join bench-rate fuzz reliability,$(or $(MAKECMDGOALS),all)),)
 $(error $(PG_CONFIG) not found: install postgresql-server-dev-NN (./run.sh demo does, on Debian) or set PG_CONFIG=/usr/lib/postgresql/NN/bin/pg_config)
 endif
 
 # PGXS tracks no header dependencies: every object depends on our headers
 $(OBJS): src/nimble_fdw.h src/http_internal.h src/key_join.h src/api/api.h src/compat.h $(wildcard src/json/*.h)
 
-.PHONY: demo test regress-test http2-check cron-test fuzz reliability bench bench-join
+.PHONY: demo test regress-test http2-check cron-test fuzz reliability bench bench-join bench-rate
 demo:
 	test/run.sh demo
 
@@ -104,6 +105,11 @@ bench:
 # joins with local tables, the key join against = ANY: test/bench/JOIN_REPORT.md (~6 min)
 bench-join:
 	/usr/bin/python3 test/bench/join_bench.py
+
+# request rate limiting, against curl and a mock with a 200-per-5-s window:
+# test/bench/RATE_REPORT.md (~9 min; rate_bench.py --quick: ~1.5 min)
+bench-rate:
+	/usr/bin/python3 test/bench/rate_bench.py
 
 # a 60 s fuzz run of the response decoder (make -C test/fuzz run: 10 min)
 fuzz:

@@ -1,4 +1,4 @@
-/* nimble_fdw--1.0--1.1.sql: statistics and waiting for a batch */
+/* nimble_fdw--1.0--1.1.sql: statistics, rate limits and waiting for a batch */
 
 -- complain if script is sourced in psql, rather than via ALTER EXTENSION
 \echo Use "ALTER EXTENSION nimble_fdw UPDATE TO '1.1'" to load this file. \quit
@@ -36,6 +36,36 @@ LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED;
 
 COMMENT ON FUNCTION nimble_stats_reset()
   IS 'zero the statistics of this backend';
+
+CREATE FUNCTION nimble_rate_limits(
+    OUT host text,
+    OUT shared boolean,
+    OUT limit_requests integer,
+    OUT window_seconds double precision,
+    OUT in_window integer,
+    OUT in_flight integer,
+    OUT held_until timestamptz,
+    OUT from_api boolean,
+    OUT answered boolean,
+    OUT last_used timestamptz)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME'
+LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED;
+
+COMMENT ON FUNCTION nimble_rate_limits()
+  IS 'the request budget of each API key and host: the window of the API''s limit, what it holds, requests in flight, holds after a 429 or ratelimit-remaining 0';
+
+CREATE VIEW nimble_rate_limits AS SELECT * FROM nimble_rate_limits();
+
+COMMENT ON VIEW nimble_rate_limits
+  IS 'the request budget of each API key and host (see nimble_rate_limits())';
+
+-- in shared memory the budgets are the whole cluster's: like other
+-- backends' activity, they are for pg_read_all_stats
+REVOKE ALL ON FUNCTION nimble_rate_limits() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION nimble_rate_limits() TO pg_read_all_stats;
+REVOKE ALL ON nimble_rate_limits FROM PUBLIC;
+GRANT SELECT ON nimble_rate_limits TO pg_read_all_stats;
 
 CREATE TYPE nimble_batch_progress AS (
     batch_id text,

@@ -135,7 +135,13 @@ INSERT INTO kw VALUES ('b1000000-0000-4000-8000-000000000003', 'big'),
 SET work_mem = '64kB';
 SELECT pos, what, check_key_join(query) FROM kj_queries WHERE pos IN (1, 2, 6, 9, 13) ORDER BY pos;
 \set x `curl -s "$NIMBLE_MOCK_URL/_mock/reset"`
-SELECT explain_analyze('SELECT kw.note, t.task_id FROM kw JOIN nimble.batch_tasks t USING (batch_id)');
+-- (the bytes depend on which answers come first, all being in flight at
+-- once: shown as a fact)
+SELECT CASE WHEN line ~ 'Nimble Bytes: '
+            THEN '   Nimble Bytes over 1 MB: ' ||
+                 ((regexp_match(line, 'Bytes: ([0-9]+)'))[1]::bigint > 1000000)
+            ELSE line END AS explain_analyze
+  FROM explain_analyze('SELECT kw.note, t.task_id FROM kw JOIN nimble.batch_tasks t USING (batch_id)') line;
 \set n `curl -s "$NIMBLE_MOCK_URL/_mock/count"`
 SELECT :n AS requests;
 RESET work_mem;

@@ -164,6 +164,17 @@ nimble_input_value(FmgrInfo *flinfo, char *str, Oid ioparam, int32 typmod,
 #endif
 }
 
+/*
+ * A wait event of our own name in pg_stat_activity: 17 registers custom
+ * ones (in core's shared memory, no preload needed); before, all of an
+ * extension's waits show as "Extension".
+ */
+#if PG_VERSION_NUM >= 170000
+#define nimble_wait_event_new(name) WaitEventExtensionNew(name)
+#else
+#define nimble_wait_event_new(name) ((void) (name), PG_WAIT_EXTENSION)
+#endif
+
 #endif							/* !FRONTEND */
 
 #endif							/* NIMBLE_COMPAT_H */

@@ -25,6 +25,7 @@
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "storage/latch.h"
+#include "utils/timeout.h"
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
@@ -165,6 +166,28 @@ header_is(const char *line, size_t len, const char *name)
 	return len > n && line[n] == ':' && pg_strncasecmp(line, name, n) == 0;
 }
 
+/*
+ * Keep a ratelimit-* header (the IETF drafts' names, or the older
+ * x-ratelimit-* ones) for throttle.c.
+ */
+static void
+rate_header(NimbleRateHeaders *rate, const char *line, size_t len)
+{
+	size_t		skip = (line[0] == 'x' || line[0] == 'X') ? 12 : 10;
+	const char *name = line + skip;
+	size_t		rest = len - skip;
+
+	if (header_is(name, rest, "limit"))
+		copy_header_value(rate->limit, sizeof(rate->limit), name + 6, rest - 6);
+	else if (header_is(name, rest, "remaining"))
+		copy_header_value(rate->remaining, sizeof(rate->remaining),
+						  name + 10, rest - 10);
+	else if (header_is(name, rest, "reset"))
+		copy_header_value(rate->reset, sizeof(rate->reset), name + 6, rest - 6);
+	else if (header_is(name, rest, "policy"))
+		copy_header_value(rate->policy, sizeof(rate->policy), name + 7, rest - 7);
+}
+
 static size_t
 header_cb(char *line, size_t size, size_t nitems, void *userdata)
 {
@@ -178,6 +201,7 @@ header_cb(char *line, size_t size, size_t nitems, void *userdata)
 		req->retry_after_ms[0] = '\0';
 		req->content_type[0] = '\0';
 		req->location[0] = '\0';
+		memset(&req->rate, 0, sizeof(req->rate));
 		req->header_bytes = 0;
 		req->in_headers = true;
 	}
@@ -201,6 +225,9 @@ header_cb(char *line, size_t size, size_t nitems, void *userdata)
 	else if (header_is(line, len, "content-type"))
 		copy_header_value(req->content_type, sizeof(req->content_type),
 						  line + 13, len - 13);
+	else if (len > 10 && (pg_strncasecmp(line, "ratelimit-", 10) == 0 ||
+						  pg_strncasecmp(line, "x-ratelimit-", 12) == 0))
+		rate_header(&req->rate, line, len);
 	return len;
 }
 
@@ -275,7 +302,10 @@ easy_put(CURL *easy)
 		curl_easy_cleanup(easy);
 }
 
-/* Take a request off the multi handle, whatever its state.  Never throws. */
+/*
+ * Take a request off the multi handle, whatever its state, and out of its
+ * budget's requests in flight.  Never throws.
+ */
 static void
 detach(NimbleHttpRequest *req)
 {
@@ -284,6 +314,11 @@ detach(NimbleHttpRequest *req)
 		curl_multi_remove_handle(nimble_multi, req->easy);
 		easy_put(req->easy);
 		req->easy = NULL;
+	}
+	if (req->booked)
+	{
+		nimble_throttle_done(req->session->budget);
+		req->booked = false;
 	}
 }
 
@@ -363,6 +398,7 @@ nimble_http_session_create(MemoryContext cxt, const NimbleServerOptions *opts,
 	append_header(session, auth);
 	session->key_hash = hash_bytes_extended((const unsigned char *) api_key,
 											strlen(api_key), 0);
+	session->budget = nimble_budget_id(opts->url, session->key_hash);
 	/* what redaction looks for: the key, and the header's whole value */
 	session->secret = MemoryContextStrdup(cxt, api_key);
 	value = strchr(auth, ':');
@@ -407,6 +443,7 @@ reset_response(NimbleHttpRequest *req)
 	req->retry_after_ms[0] = '\0';
 	req->content_type[0] = '\0';
 	req->location[0] = '\0';
+	memset(&req->rate, 0, sizeof(req->rate));
 }
 
 /* Put the request (again) on the multi handle. */
@@ -455,6 +492,7 @@ launch(NimbleHttpRequest *req, TimestampTz now)
 	if (mrc != CURLM_OK)
 	{
 		easy_put(easy);
+		detach(req);			/* out of the budget's requests in flight */
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_UNABLE_TO_CREATE_EXECUTION),
 				 errmsg("could not start HTTP request: %s",
@@ -468,29 +506,62 @@ launch(NimbleHttpRequest *req, TimestampTz now)
 }
 
 /*
- * Launch the request if the server's rate limit lets it start now; else
- * hold it back (as if backing off) until its slot comes.  Returns whether
- * it was launched.
+ * A wait for the rate limit that would end after the statement's own
+ * deadline fails now, saying why, rather than sit until statement_timeout
+ * cancels it with no word of the limit.
+ */
+static void
+check_wait_fits(NimbleHttpRequest *req, TimestampTz now, long wait_ms,
+				TimestampTz held_until)
+{
+	TimestampTz deadline;
+
+	if (!get_timeout_active(STATEMENT_TIMEOUT))
+		return;
+	deadline = get_timeout_finish_time(STATEMENT_TIMEOUT);
+	if (TimestampTzPlusMilliseconds(now, wait_ms) <= deadline)
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+			 errmsg("%s API rate limit lets GET %s start only in %.1f s, after statement_timeout",
+					req->session->api->title, req->path.data, wait_ms / 1000.0),
+			 held_until ?
+			 errdetail("The API said the key's budget is spent until then (a 429's Retry-After, or ratelimit-remaining 0 until ratelimit-reset).") :
+			 errdetail("The key's window of requests is full until then (the API's documented limit, or its ratelimit-policy)."),
+			 errhint("Run the query when the budget is back, raise statement_timeout, or make fewer requests (narrower WHERE on the key, cache_ttl).")));
+}
+
+/*
+ * Launch the request if the key's request budget (throttle.c) lets it
+ * start now; else hold it back (as if backing off) until it may.  Returns
+ * whether it was launched.
  */
 static bool
 try_launch(NimbleHttpRequest *req, TimestampTz now)
 {
-	const NimbleServerOptions *opts = req->session->opts;
-	long		wait_ms = nimble_throttle_acquire(opts->serverid,
-												  opts->max_requests_per_second,
-												  now);
+	NimbleHttpSession *session = req->session;
+	TimestampTz held_until;
+	long		wait_ms = nimble_throttle_acquire(session->budget,
+												  session->opts->url,
+												  session->api,
+												  session->opts->max_requests_per_second,
+												  now, &held_until);
 
 	if (wait_ms > 0)
 	{
+		check_wait_fits(req, now, wait_ms, held_until);
 		if (req->throttled_since == 0)
 			req->throttled_since = now;
 		req->retry_at = TimestampTzPlusMilliseconds(now, wait_ms);
 		req->state = REQ_BACKOFF;
+		req->held_by_limit = true;
 		return false;
 	}
+	req->booked = true;
+	req->held_by_limit = false;
 	if (req->throttled_since != 0)
 	{
-		COUNT(req->session, rate_limit_wait_us, now - req->throttled_since);
+		COUNT(session, rate_limit_wait_us, now - req->throttled_since);
 		req->throttled_since = 0;
 	}
 	launch(req, now);
@@ -676,6 +747,7 @@ process_completions(void)
 	{
 		NimbleHttpRequest *req = NULL;
 		CURL	   *easy = msg->easy_handle;
+		TimestampTz now;
 
 		if (msg->msg != CURLMSG_DONE)
 			continue;
@@ -690,12 +762,22 @@ process_completions(void)
 		else if (req->status >= 300)
 			nimble_stats_error(req->session->global, req->status);
 
+		now = GetCurrentTimestamp();
+		/* after detach: the budget's requests in flight are the others */
+		nimble_throttle_observe(req->session->budget, &req->rate,
+								req->result == CURLE_OK && req->status > 0, now);
+
 		if (nimble_http_retryable(req) && req->attempts <= req->session->opts->max_retries)
 		{
-			req->retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-														backoff_delay_ms(req));
+			long		delay_ms = backoff_delay_ms(req);
+
+			req->retry_at = TimestampTzPlusMilliseconds(now, delay_ms);
 			req->state = REQ_BACKOFF;
+			req->held_by_limit = false;
 			COUNT(req->session, retries, 1);
+			/* a 429 speaks of the key: hold all its requests as long */
+			if (req->status == 429)
+				nimble_throttle_hold(req->session->budget, req->retry_at);
 		}
 		else
 			req->state = REQ_DONE;
@@ -708,11 +790,31 @@ process_completions(void)
  */
 
 /*
+ * What pg_stat_activity shows while a scan waits: NimbleHttp for the API's
+ * answers, NimbleRateLimit when nothing of the scan is on the wire and it
+ * waits for the key's budget (on 15 and 16 both are "Extension").
+ */
+static uint32
+wait_event_for(bool for_rate_limit)
+{
+	static uint32 wait_http = 0;
+	static uint32 wait_rate_limit = 0;
+
+	if (wait_http == 0)
+	{
+		wait_rate_limit = nimble_wait_event_new("NimbleRateLimit");
+		wait_http = nimble_wait_event_new("NimbleHttp");
+	}
+	return for_rate_limit ? wait_rate_limit : wait_http;
+}
+
+/*
  * Sleep until curl's sockets are ready, its timer fires, timeout_ms passes,
- * or the latch is set, then let curl act on what happened.
+ * or the latch is set, then let curl act on what happened.  wait_event is
+ * what pg_stat_activity shows meanwhile.
  */
 static void
-wait_and_act(long timeout_ms)
+wait_and_act(long timeout_ms, uint32 wait_event)
 {
 	WaitEvent	occurred[NIMBLE_MAX_SOCKETS + 2];
 	WaitEventSet *volatile set = NULL;
@@ -736,7 +838,7 @@ wait_and_act(long timeout_ms)
 			AddWaitEventToSet(set, events, watched[i].fd, NULL, NULL);
 		}
 		nready = WaitEventSetWait(set, timeout_ms, occurred, lengthof(occurred),
-								  PG_WAIT_EXTENSION);
+								  wait_event);
 	}
 	PG_FINALLY();
 	{
@@ -785,6 +887,8 @@ wait_for(NimbleHttpRequest *req)
 		TimestampTz now = GetCurrentTimestamp();
 		long		timeout = -1;
 		int			running;
+		bool		on_wire = false;
+		bool		held = false;
 
 		if (multi_timer_set)
 			timeout = Max(0, TimestampDifferenceMilliseconds(now, multi_deadline));
@@ -794,6 +898,8 @@ wait_for(NimbleHttpRequest *req)
 		{
 			long		wait_ms;
 
+			if (r->state == REQ_RUNNING)
+				on_wire = true;
 			if (r->state != REQ_BACKOFF)
 				continue;
 			if (r->retry_at <= now && try_launch(r, now))
@@ -802,6 +908,7 @@ wait_for(NimbleHttpRequest *req)
 				continue;
 			}
 			/* not due yet, or held back again by the rate limit */
+			held |= r->held_by_limit;
 			wait_ms = Max(1, TimestampDifferenceMilliseconds(now, r->retry_at));
 			if (timeout < 0 || wait_ms < timeout)
 				timeout = wait_ms;
@@ -819,7 +926,7 @@ wait_for(NimbleHttpRequest *req)
 		/* never sleep unbounded, whatever curl said */
 		if (timeout < 0 || timeout > 1000)
 			timeout = 1000;
-		wait_and_act(timeout);
+		wait_and_act(timeout, wait_event_for(held && !on_wire));
 	}
 	session->global->network_wait_us += GetCurrentTimestamp() - started;
 }

@@ -47,6 +47,8 @@ struct NimbleHttpRequest
 	TimestampTz throttled_since;	/* first held back by the rate limit */
 	TimestampTz launched_at;	/* the last attempt left */
 	bool		from_cache;
+	bool		booked;			/* in flight in its budget (throttle.c) */
+	bool		held_by_limit;	/* REQ_BACKOFF: by the rate limit, not a retry */
 
 	/* filled while the transfer runs (by callbacks: no palloc, no throw) */
 	CURLcode	result;
@@ -64,6 +66,7 @@ struct NimbleHttpRequest
 	char		retry_after_ms[32];
 	char		content_type[64];
 	char		location[256];
+	NimbleRateHeaders rate;		/* ratelimit-* of the current response */
 };
 
 struct NimbleHttpSession
@@ -73,6 +76,7 @@ struct NimbleHttpSession
 	const NimbleResourceDef *res;	/* what is asked for: for messages */
 	struct curl_slist *headers; /* malloc'd by curl; carries the key */
 	uint64		key_hash;		/* tells cache entries of keys apart */
+	uint64		budget;			/* the key's on the url's host (throttle.c) */
 	char	   *secret;			/* the key, and the whole value of the */
 	char	   *secret_header;	/* header that carries it: for redaction */
 	NimbleScanStats *stats;

@@ -65,6 +65,7 @@ _PG_init(void)
 	nimble_cache_init();
 	nimble_http_init();
 	nimble_body_pool_init();
+	nimble_shmem_init();
 	/* last: settings of ours that do not exist are removed, with a warning */
 	MarkGUCPrefixReserved("nimble_fdw");
 }

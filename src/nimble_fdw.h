@@ -118,8 +118,49 @@ extern void nimble_check_allowed_host(const char *url, ForeignServer *server);
  * ----------------------------------------------------------------
  */
 
+/* what a response said of the key's limit: the ratelimit-* headers */
+#define NIMBLE_RATE_HEADER_LEN 64
+typedef struct NimbleRateHeaders
+{
+	char		limit[NIMBLE_RATE_HEADER_LEN];
+	char		remaining[NIMBLE_RATE_HEADER_LEN];
+	char		reset[NIMBLE_RATE_HEADER_LEN];
+	char		policy[NIMBLE_RATE_HEADER_LEN];
+} NimbleRateHeaders;
 
-extern long nimble_throttle_acquire(Oid serverid, double rate, TimestampTz now);
+extern uint64 nimble_budget_id(const char *url, uint64 key_hash);
+extern long nimble_throttle_acquire(uint64 id, const char *url,
+									const NimbleApiDef *api, double rate,
+									TimestampTz now, TimestampTz *held_until);
+extern void nimble_throttle_done(uint64 id);
+extern void nimble_throttle_hold(uint64 id, TimestampTz until);
+extern void nimble_throttle_observe(uint64 id, const NimbleRateHeaders *h,
+									bool answered, TimestampTz now);
+extern Size nimble_throttle_shmem_size(void);
+extern void nimble_throttle_shmem_attach(void *area, bool init);
+
+/* shared memory, with shared_preload_libraries (shmem.c) */
+extern void nimble_shmem_init(void);
+extern bool nimble_shmem_active(void);
+extern struct LWLock *nimble_shmem_lock(void);
+extern void nimble_shmem_unlock(struct LWLock *lock);
+
+/* a budget as nimble_rate_limits shows it */
+#define NIMBLE_BUDGET_HOST_LEN 128
+typedef struct NimbleBudgetInfo
+{
+	char		host[NIMBLE_BUDGET_HOST_LEN];
+	bool		shared;
+	int32		limit;			/* 0: no window */
+	double		window_s;
+	int32		in_window;
+	int32		in_flight;
+	TimestampTz hold_until;		/* 0: none */
+	bool		from_api;
+	bool		answered;
+	TimestampTz last_used;
+} NimbleBudgetInfo;
+extern int	nimble_throttle_snapshot(NimbleBudgetInfo *out, int max);
 
 extern void nimble_cache_init(void);
 extern char *nimble_cache_lookup(Oid serverid, uint64 key_hash, const char *url,
@@ -173,8 +214,6 @@ typedef struct NimbleServerState
 	Oid			serverid;		/* hash key */
 	bool		recheck;		/* its catalog row changed: look again */
 	NimbleServerStats stats;	/* nimble_stats (stats.c) */
-	TimestampTz next_start;		/* the rate limit's next slot (throttle.c) */
-	bool		throttled;		/* next_start is set */
 	int			nlearned;		/* what scans saw (estimates.c) */
 	struct
 	{

@@ -61,8 +61,8 @@ typedef enum NimbleOptionGuard
  * range), its default, where NimbleServerOptions keeps it, and who may set
  * it (with why, for the hint).  The validator, the lookup of a server's
  * options and the error hints all read this table; README section 4 is its
- * manual.  A default of NULL is none, or the server's API's (url,
- * max_requests_per_second: see nimble_get_server_options).
+ * manual.  A default of NULL is none, or the server's API's (url: see
+ * nimble_get_server_options).
  */
 typedef struct NimbleOption
 {
@@ -464,7 +464,7 @@ nimble_fdw_validator(PG_FUNCTION_ARGS)
 
 /*
  * A server's options into opts: the table's defaults, the API's own
- * defaults (url, max_requests_per_second), then the server's values.
+ * default url, then the server's values.
  * The validator let only good values in.
  */
 void
@@ -488,7 +488,6 @@ nimble_get_server_options(ForeignServer *server, NimbleServerOptions *opts)
 	}
 	/* an API without a default url cannot get here without one (validator) */
 	opts->url = pstrdup(api->default_url ? api->default_url : "");
-	opts->max_requests_per_second = api->default_max_rps;
 
 	foreach(lc, server->options)
 	{

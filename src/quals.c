@@ -474,16 +474,25 @@ estimate_cost(NimblePlanState *ps, NimbleRoute route, double nkeys,
 /*
  * What requests of a scan of ps's table cost: rounds of requests one after
  * another (each round max_concurrency requests at once), and no less than
- * the rate limit lets that many requests take: under
- * max_requests_per_second, n requests take at least n / rate seconds
- * however many run at once.  For the scan's paths and the key join's.
+ * the rate limit lets that many requests take however many run at once:
+ * beyond the API's documented window of L requests in W seconds, each L
+ * more take W; under max_requests_per_second, n take n / rate seconds.
+ * (What an API's headers taught a backend is not planned with: plans do
+ * not change with the budget's state.)  For the scan's paths and the key
+ * join's.
  */
 Cost
 nimble_requests_cost(const NimblePlanState *ps, double requests, double rounds)
 {
+	const NimbleRateLimitDef *documented = &ps->server.api->rate_limit;
+	double		seconds = 0;
+
+	if (documented->requests > 0 && requests > documented->requests)
+		seconds = (requests - documented->requests) * documented->window_s /
+			documented->requests;
 	if (ps->server.max_requests_per_second > 0)
-		rounds = Max(rounds, requests /
-					 (ps->server.max_requests_per_second * NIMBLE_REQUEST_SECONDS));
+		seconds = Max(seconds, requests / ps->server.max_requests_per_second);
+	rounds = Max(rounds, seconds / NIMBLE_REQUEST_SECONDS);
 	return Max(rounds, 1.0) * NIMBLE_REQUEST_COST;
 }
 

@@ -3,18 +3,18 @@
  * server_state.c
  *		  What a backend keeps of each foreign server between queries.
  *
- * Three things outlive a query, per server: the counters of nimble_stats
- * (stats.c), the rate limit's schedule (throttle.c) and what scans learned
- * for the planner (estimates.c).  They live together here, in one entry per
- * server, behind nimble_server_state(); the callers never see where.  Each
+ * Two things outlive a query, per server: the counters of nimble_stats
+ * (stats.c) and what scans learned for the planner (estimates.c).  They
+ * live together here, in one entry per server, behind
+ * nimble_server_state(); the callers never see where.  (The rate limit
+ * belongs to an API key and host, not to a server: throttle.c.)  Each
  * entry is a fixed-size struct, so that a later change can put them in
  * shared memory without touching them.
  *
  * When a server's catalog row changes (a syscache invalidation), its entry
  * is looked at again at its next use: a dropped server's entry starts over
  * (and leaves nimble_stats); an altered one forgets what it learned, since
- * its url may now lead to another account, and keeps its counters and its
- * rate limit's schedule.
+ * its url may now lead to another account, and keeps its counters.
  *
  *-------------------------------------------------------------------------
  */

@@ -29,6 +29,10 @@
 
 PG_FUNCTION_INFO_V1(nimble_stats);
 PG_FUNCTION_INFO_V1(nimble_stats_reset);
+PG_FUNCTION_INFO_V1(nimble_rate_limits);
+
+/* the shared slots and a generous number of the backend's own */
+#define NIMBLE_MAX_BUDGETS_SHOWN 1024
 
 /* The backend's counters for serverid (kept by server_state.c). */
 NimbleServerStats *
@@ -150,6 +154,48 @@ nimble_stats_reset(PG_FUNCTION_ARGS)
 		memset(&state->stats, 0, sizeof(NimbleServerStats));
 		state->stats.serverid = state->serverid;
 		state->stats.since = now;
+	}
+	PG_RETURN_VOID();
+}
+
+/*
+ * nimble_rate_limits() returns one row per request budget (an API key on a
+ * host) this backend can see: the cluster's shared ones when nimble_fdw is
+ * preloaded, and the backend's own.  The key is never shown, nor anything
+ * derived from it: two keys on one host are two rows.
+ */
+Datum
+nimble_rate_limits(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	NimbleBudgetInfo *infos;
+	int			n;
+
+	InitMaterializedSRF(fcinfo, 0);
+	infos = palloc(sizeof(NimbleBudgetInfo) * NIMBLE_MAX_BUDGETS_SHOWN);
+	n = nimble_throttle_snapshot(infos, NIMBLE_MAX_BUDGETS_SHOWN);
+	for (int k = 0; k < n; k++)
+	{
+		NimbleBudgetInfo *b = &infos[k];
+		Datum		values[10];
+		bool		nulls[10] = {0};
+		int			i = 0;
+
+		values[i++] = CStringGetTextDatum(b->host);
+		values[i++] = BoolGetDatum(b->shared);
+		values[i] = Int32GetDatum(b->limit);
+		nulls[i++] = b->limit == 0;
+		values[i] = Float8GetDatum(b->window_s);
+		nulls[i++] = b->limit == 0;
+		values[i++] = Int32GetDatum(b->in_window);
+		values[i++] = Int32GetDatum(b->in_flight);
+		values[i] = TimestampTzGetDatum(b->hold_until);
+		nulls[i++] = b->hold_until == 0;
+		values[i++] = BoolGetDatum(b->from_api);
+		values[i++] = BoolGetDatum(b->answered);
+		values[i++] = TimestampTzGetDatum(b->last_used);
+		Assert(i == lengthof(values));
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	PG_RETURN_VOID();
 }

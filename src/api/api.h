@@ -103,13 +103,23 @@ typedef struct NimbleWaitDef
 	const char *progress_column;
 } NimbleWaitDef;
 
+/*
+ * The limit an API documents for a key: requests in any window of
+ * window_s seconds (throttle.c holds requests to it).
+ */
+typedef struct NimbleRateLimitDef
+{
+	int			requests;
+	double		window_s;
+} NimbleRateLimitDef;
+
 typedef struct NimbleApiDef
 {
 	const char *name;			/* the server's "api" option */
 	const char *title;			/* in messages: "Nimble API request ..." */
 	const char *default_url;	/* NULL: the server needs a url */
 	const char *example_url;	/* for hints */
-	double		default_max_rps;	/* max_requests_per_second default */
+	NimbleRateLimitDef rate_limit;	/* documented; {0, 0}: none */
 	const char *auth_header;	/* printf format taking the api key */
 	const char *key_source;		/* where a user finds the key, for hints */
 	const NimbleResourceDef *resources;
