@@ -88,7 +88,7 @@ SELECT retries > 0 AS retried, errors_by_status ? '429' AS saw_429
 -- ratelimit-remaining 0 with a ratelimit-reset: nothing more starts until
 -- the reset, on any server of the key
 -- ----------------------------------------------------------------
-\set spent_url :mock_url '/rl_remaining=0/rl_reset=2/v1'
+\set spent_url :mock_url '/rl_remaining=0/rl_reset=3/v1'
 CREATE SERVER spent FOREIGN DATA WRAPPER nimble_fdw
   OPTIONS (url :'spent_url');
 CREATE USER MAPPING FOR CURRENT_USER SERVER spent OPTIONS (api_key 'test-key');
@@ -99,7 +99,7 @@ SELECT clock_timestamp() AS t0 \gset
 SELECT count(*) FROM spent.batch_progress WHERE batch_id = :'b1';
 SELECT held FROM budget();
 SELECT count(*) FROM plain.batch_progress WHERE batch_id = :'b1';
-SELECT clock_timestamp() - :'t0'::timestamptz >= interval '2 s' AS held_to_the_reset;
+SELECT clock_timestamp() - :'t0'::timestamptz >= interval '3 s' AS held_to_the_reset;
 
 -- a wait that would outlast statement_timeout fails at once, saying why
 SELECT count(*) FROM spent.batch_progress WHERE batch_id = :'b1';
@@ -107,7 +107,7 @@ SET statement_timeout = '1s';
 SELECT regexp_replace(e, '[0-9]+\.[0-9] s', 'N s') AS error
   FROM error_of($$SELECT count(*) FROM plain.batch_progress WHERE batch_id = 'b1000000-0000-4000-8000-000000000002'$$) e;
 RESET statement_timeout;
-SELECT pg_sleep(2);
+SELECT pg_sleep(3);
 
 -- ----------------------------------------------------------------
 -- a ratelimit-limit below the window's, without a policy: the lower
