@@ -20,6 +20,7 @@ OBJS = \
 	src/http.o \
 	src/http_failures.o \
 	src/shmem.o \
+	src/progress.o \
 	src/body_pool.o \
 	src/json/json_doc.o \
 	src/json/json_value.o \
@@ -68,14 +69,14 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
 ifneq ($(PGXS),)
 include $(PGXS)
-else ifneq ($(filter-out demo test regress-test http2-check cron-test bench bench-join bench-rate fuzz reliability,$(or $(MAKECMDGOALS),all)),)
+else ifneq ($(filter-out demo test regress-test http2-check cron-test shared-test bench bench-join bench-rate fuzz reliability,$(or $(MAKECMDGOALS),all)),)
 $(error $(PG_CONFIG) not found: install postgresql-server-dev-NN (./run.sh demo does, on Debian) or set PG_CONFIG=/usr/lib/postgresql/NN/bin/pg_config)
 endif
 
 # PGXS tracks no header dependencies: every object depends on our headers
 $(OBJS): src/nimble_fdw.h src/http_internal.h src/key_join.h src/api/api.h src/compat.h $(wildcard src/json/*.h)
 
-.PHONY: demo test regress-test http2-check cron-test fuzz reliability bench bench-join bench-rate
+.PHONY: demo test regress-test http2-check cron-test shared-test fuzz reliability bench bench-join bench-rate
 demo:
 	test/run.sh demo
 
@@ -84,6 +85,7 @@ demo:
 test: regress-test
 	$(MAKE) http2-check
 	$(MAKE) cron-test
+	$(MAKE) shared-test
 
 # the mock's self-check and the pg_regress suites, with the key-in-log check
 regress-test:
@@ -97,6 +99,12 @@ http2-check:
 # mock (about 1 min: pg_cron runs jobs on minute boundaries)
 cron-test:
 	test/cron/run.sh
+
+# shared memory (nimble_fdw preloaded): several backends against one API
+# window, terminate/cancel with requests in flight, a hold set by one
+# backend and waited out by another, nimble_scans across backends (~30 s)
+shared-test:
+	test/shared/run.sh
 
 # the benchmark against curl baselines: test/bench/REPORT.md (~13 min)
 bench:

@@ -1,4 +1,4 @@
-/* nimble_fdw--1.0--1.1.sql: statistics, rate limits and waiting for a batch */
+/* nimble_fdw--1.0--1.1.sql: statistics, rate limits, scans in flight and waiting for a batch */
 
 -- complain if script is sourced in psql, rather than via ALTER EXTENSION
 \echo Use "ALTER EXTENSION nimble_fdw UPDATE TO '1.1'" to load this file. \quit
@@ -66,6 +66,36 @@ REVOKE ALL ON FUNCTION nimble_rate_limits() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION nimble_rate_limits() TO pg_read_all_stats;
 REVOKE ALL ON nimble_rate_limits FROM PUBLIC;
 GRANT SELECT ON nimble_rate_limits TO pg_read_all_stats;
+
+CREATE FUNCTION nimble_scans(
+    OUT pid integer,
+    OUT role text,
+    OUT database text,
+    OUT server text,
+    OUT resource text,
+    OUT route text,
+    OUT started_at timestamptz,
+    OUT requests_done bigint,
+    OUT requests_expected bigint,
+    OUT rows bigint,
+    OUT bytes bigint,
+    OUT retries bigint,
+    OUT waiting_for text,
+    OUT progress double precision)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME'
+LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED;
+
+COMMENT ON FUNCTION nimble_scans()
+  IS 'the nimble_fdw scans in flight: every backend''s with shared_preload_libraries, else this one''s; other roles'' details as in pg_stat_activity';
+
+CREATE VIEW nimble_scans AS SELECT * FROM nimble_scans();
+
+COMMENT ON VIEW nimble_scans
+  IS 'the nimble_fdw scans in flight, with their progress (see nimble_scans())';
+
+-- anyone may look: other roles' scans show as in pg_stat_activity
+GRANT SELECT ON nimble_scans TO PUBLIC;
 
 CREATE TYPE nimble_batch_progress AS (
     batch_id text,

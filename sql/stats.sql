@@ -113,3 +113,62 @@ DROP FOREIGN TABLE stalled_progress;
 DROP USER MAPPING FOR CURRENT_USER SERVER stalled;
 DROP SERVER stalled;
 DROP EXTENSION dblink;
+
+-- ----------------------------------------------------------------
+-- nimble_scans: the scans in flight.  Here, this backend's own (the test
+-- cluster does not preload nimble_fdw; every backend's: test/shared/).
+-- Read from inside a query, while its scan runs: the subquery in the
+-- select list is run at the first row, once the scan has read its first
+-- unit (the condition, run locally, keeps the LIMIT from bounding the scan,
+-- which would make its requests unknown).
+-- ----------------------------------------------------------------
+SELECT count(*) AS scans FROM nimble_scans;
+CREATE FUNCTION scans_now(query text) RETURNS SETOF json
+LANGUAGE plpgsql AS $$
+BEGIN
+  RETURN QUERY EXECUTE format(
+    'SELECT json_array_elements((SELECT json_agg(s) FROM %s s)) FROM (%s) q WHERE random() >= 0 LIMIT 1',
+    'nimble_scans', query);
+END $$;
+SELECT (j->>'pid')::int = pg_backend_pid() AS this_backend,
+       j->>'role' = current_user AS mine, j->>'database' = current_database() AS this_db,
+       j->>'server' AS server, j->>'resource' AS resource, j->>'route' AS route,
+       (j->>'started_at')::timestamptz <= clock_timestamp() AS started,
+       (j->>'requests_done')::int >= 2 AS under_way,
+       j->'requests_expected' AS expected, j->'waiting_for' AS waiting_for,
+       (j->>'progress')::float8 > 0 AS some_done
+  FROM scans_now('SELECT * FROM nimble.batch_progress') j;
+-- a keyed scan expects a request per key
+SELECT j->>'route' AS route, j->'requests_expected' AS expected
+  FROM scans_now($$SELECT * FROM nimble.batch_progress WHERE batch_id = ANY (ARRAY[
+    'b1000000-0000-4000-8000-000000000001', 'b1000000-0000-4000-8000-000000000002',
+    'b1000000-0000-4000-8000-000000000003'])$$) j;
+-- a scan that fails gives its slot back, as one that ends does
+\set broken :mock_url '/fault=status/status=500/on=progress/v1'
+CREATE SERVER broken FOREIGN DATA WRAPPER nimble_fdw
+  OPTIONS (url :'broken', max_retries '0');
+CREATE USER MAPPING FOR CURRENT_USER SERVER broken OPTIONS (api_key 'test-key');
+CREATE FOREIGN TABLE broken_progress (batch_id text) SERVER broken
+  OPTIONS (resource 'batch_progress');
+SELECT sqlstate_of('SELECT * FROM broken_progress');
+SELECT count(*) AS scans_left FROM nimble_scans;
+SET client_min_messages = warning;
+DROP SERVER broken CASCADE;
+RESET client_min_messages;
+-- a role that is not the scan's sees its pid, role and database only, as
+-- in pg_stat_activity (a SECURITY DEFINER function looks as its owner)
+CREATE ROLE nimble_onlooker;
+CREATE FUNCTION onlooker_scans() RETURNS SETOF json
+  LANGUAGE sql SECURITY DEFINER AS 'SELECT row_to_json(s) FROM nimble_scans s';
+ALTER FUNCTION onlooker_scans() OWNER TO nimble_onlooker;
+SELECT j->>'role' = current_user AS mine, j->'server' AS server,
+       j->'resource' AS resource, j->'requests_done' AS requests_done
+  FROM (SELECT json_array_elements((SELECT json_agg(o) FROM onlooker_scans() o)) j
+          FROM (SELECT * FROM nimble.batch_progress LIMIT 1) q) x;
+GRANT pg_read_all_stats TO nimble_onlooker;
+SELECT j->>'server' AS server, j->>'resource' AS resource
+  FROM (SELECT json_array_elements((SELECT json_agg(o) FROM onlooker_scans() o)) j
+          FROM (SELECT * FROM nimble.batch_progress LIMIT 1) q) x;
+DROP FUNCTION onlooker_scans();
+DROP ROLE nimble_onlooker;
+DROP FUNCTION scans_now(text);

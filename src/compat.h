@@ -175,6 +175,16 @@ nimble_input_value(FmgrInfo *flinfo, char *str, Oid ioparam, int32 typmod,
 #define nimble_wait_event_new(name) ((void) (name), PG_WAIT_EXTENSION)
 #endif
 
+/*
+ * The backend's place among the PGPROCs: 17 names it MyProcNumber; before,
+ * it is the PGPROC's pgprocno.  (Needs storage/proc.h.)
+ */
+#if PG_VERSION_NUM >= 170000
+#define nimble_my_proc_number() ((int) MyProcNumber)
+#else
+#define nimble_my_proc_number() (MyProc->pgprocno)
+#endif
+
 #endif							/* !FRONTEND */
 
 #endif							/* NIMBLE_COMPAT_H */

@@ -399,6 +399,7 @@ nimble_http_session_create(MemoryContext cxt, const NimbleServerOptions *opts,
 	session->key_hash = hash_bytes_extended((const unsigned char *) api_key,
 											strlen(api_key), 0);
 	session->budget = nimble_budget_id(opts->url, session->key_hash);
+	session->progress = -1;
 	/* what redaction looks for: the key, and the header's whole value */
 	session->secret = MemoryContextStrdup(cxt, api_key);
 	value = strchr(auth, ':');
@@ -407,6 +408,13 @@ nimble_http_session_create(MemoryContext cxt, const NimbleServerOptions *opts,
 	explicit_bzero(auth, strlen(auth));
 	pfree(auth);
 	return session;
+}
+
+/* Tell waits of session to show in nimble_scans' slot h (progress.c). */
+void
+nimble_http_session_set_progress(NimbleHttpSession *session, int h)
+{
+	session->progress = h;
 }
 
 /* A request of session, idle, to be started with nimble_http_start(). */
@@ -926,8 +934,12 @@ wait_for(NimbleHttpRequest *req)
 		/* never sleep unbounded, whatever curl said */
 		if (timeout < 0 || timeout > 1000)
 			timeout = 1000;
+		nimble_progress_waiting(session->progress, held && !on_wire ?
+								NIMBLE_SCAN_WAIT_RATE_LIMIT : NIMBLE_SCAN_WAIT_API,
+								session->stats);
 		wait_and_act(timeout, wait_event_for(held && !on_wire));
 	}
+	nimble_progress_waiting(session->progress, NIMBLE_SCAN_WAIT_NONE, session->stats);
 	session->global->network_wait_us += GetCurrentTimestamp() - started;
 }
 

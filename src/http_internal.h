@@ -77,6 +77,7 @@ struct NimbleHttpSession
 	struct curl_slist *headers; /* malloc'd by curl; carries the key */
 	uint64		key_hash;		/* tells cache entries of keys apart */
 	uint64		budget;			/* the key's on the url's host (throttle.c) */
+	int			progress;		/* the scan's slot in nimble_scans, or -1 */
 	char	   *secret;			/* the key, and the whole value of the */
 	char	   *secret_header;	/* header that carries it: for redaction */
 	NimbleScanStats *stats;

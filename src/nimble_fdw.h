@@ -139,6 +139,45 @@ extern void nimble_throttle_observe(uint64 id, const NimbleRateHeaders *h,
 extern Size nimble_throttle_shmem_size(void);
 extern void nimble_throttle_shmem_attach(void *area, bool init);
 
+/* the scans in flight, for nimble_scans (progress.c) */
+#define NIMBLE_SCAN_ROUTE_LEN 160
+typedef enum NimbleScanWait
+{
+	NIMBLE_SCAN_WAIT_NONE,		/* decoding, or its rows being used */
+	NIMBLE_SCAN_WAIT_API,		/* for the API's answers */
+	NIMBLE_SCAN_WAIT_RATE_LIMIT /* for the key's request budget */
+} NimbleScanWait;
+typedef struct NimbleScanProgress
+{
+	int64		requests_done;	/* retries included */
+	int64		requests_expected;	/* for the whole scan; -1: not known */
+	int64		rows;
+	int64		bytes;
+	int64		retries;
+	NimbleScanWait waiting;
+} NimbleScanProgress;
+typedef struct NimbleScanInfo
+{
+	int			pid;
+	Oid			roleid;
+	Oid			dbid;
+	char		server[NAMEDATALEN];
+	char		resource[NAMEDATALEN];
+	char		route[NIMBLE_SCAN_ROUTE_LEN];
+	TimestampTz started_at;
+	NimbleScanProgress figures;
+} NimbleScanInfo;
+struct NimbleScanStats;			/* below */
+extern Size nimble_progress_shmem_size(void);
+extern void nimble_progress_shmem_attach(void *area, bool init);
+extern int	nimble_progress_begin(const char *server, const char *resource,
+								  const char *route);
+extern void nimble_progress_update(int h, const NimbleScanProgress *figures);
+extern void nimble_progress_waiting(int h, NimbleScanWait waiting,
+									const struct NimbleScanStats *stats);
+extern void nimble_progress_end(int h);
+extern int	nimble_progress_snapshot(NimbleScanInfo **out);
+
 /* shared memory, with shared_preload_libraries (shmem.c) */
 extern void nimble_shmem_init(void);
 extern bool nimble_shmem_active(void);
@@ -413,6 +452,7 @@ typedef enum NimbleHttpOutcome
 } NimbleHttpOutcome;
 
 extern void nimble_http_init(void);
+extern void nimble_http_session_set_progress(NimbleHttpSession *session, int h);
 extern NimbleHttpSession *nimble_http_session_create(MemoryContext cxt,
 													 const NimbleServerOptions *opts,
 													 const NimbleApiDef *api,

@@ -148,6 +148,11 @@ struct NimbleScan
 	/* for conversion error messages */
 	const ColumnBinding *err_binding;
 	const NimbleJsonValue *err_value;
+
+	/* the scan's slot in nimble_scans (progress.c), or -1 */
+	int			progress;
+	MemoryContextCallback progress_cb;
+	int64		list_items_read;	/* items of the pages read, for the pages to come */
 };
 
 /* An id of the list walk, by two 64-bit hashes of its text. */
@@ -221,6 +226,83 @@ bind_columns(NimbleScan *scan, TupleDesc tupdesc, List *retrieved_attrs)
 	scan->nbindings = n;
 }
 
+/* ----------------------------------------------------------------
+ *		Progress, for nimble_scans
+ * ----------------------------------------------------------------
+ */
+
+/* The route as nimble_scans shows it, as EXPLAIN words it. */
+static void
+progress_route(NimbleScan *scan, char *buf, size_t len)
+{
+	const NimbleResourceDef *res = scan->res;
+	char	   *hole = psprintf("{%s}", res->key_column);
+
+	if (scan->route == NIMBLE_ROUTE_KEYED)
+		snprintf(buf, len, "GET %s per key",
+				 nimble_endpoint_path(res->keyed, hole, false));
+	else if (scan->unit_ep)
+		snprintf(buf, len, "GET %s (all pages), then GET %s per %s",
+				 nimble_endpoint_path(scan->list_ep, hole, false),
+				 nimble_endpoint_path(scan->unit_ep, hole, false), res->unit_noun);
+	else
+		snprintf(buf, len, "GET %s (all pages)",
+				 nimble_endpoint_path(scan->list_ep, hole, false));
+}
+
+/*
+ * The requests the whole scan will take, retries aside, or -1 while that
+ * is not known: the keys of a keyed scan; for a walk, once the list has
+ * said its total, its pages (from the items a page held so far) and a
+ * request per unit where units have one.  A walk that may stop early (a
+ * LIMIT, keys to find, ANALYZE's budget) is not known.
+ */
+static int64
+requests_expected(NimbleScan *scan)
+{
+	double		pages;
+
+	if (scan->route == NIMBLE_ROUTE_KEYED)
+		return scan->has_keys ? scan->nkeys : -1;
+	if (scan->row_bound > 0 || scan->has_keys || scan->request_budget > 0)
+		return -1;
+	if (scan->list_complete)
+		pages = scan->stats.pages;
+	else if (scan->list_total >= 0 && scan->list_items_read > 0 && scan->stats.pages > 0)
+		pages = ceil(scan->list_total /
+					 ((double) scan->list_items_read / scan->stats.pages));
+	else
+		return -1;
+	return (int64) pages + (scan->unit_ep ? (int64) scan->list_total : 0);
+}
+
+/* Write what the scan has done into its slot. */
+static void
+publish_progress(NimbleScan *scan)
+{
+	NimbleScanProgress figures;
+
+	if (scan->progress < 0)
+		return;
+	figures.requests_done = scan->stats.requests;
+	figures.requests_expected = requests_expected(scan);
+	figures.rows = scan->rows_returned;
+	figures.bytes = scan->stats.bytes;
+	figures.retries = scan->stats.retries;
+	figures.waiting = NIMBLE_SCAN_WAIT_NONE;
+	nimble_progress_update(scan->progress, &figures);
+}
+
+/* Reset callback of the scan's context: its slot goes with it. */
+static void
+end_progress(void *arg)
+{
+	NimbleScan *scan = (NimbleScan *) arg;
+
+	nimble_progress_end(scan->progress);
+	scan->progress = -1;
+}
+
 /*
  * A scan of table's resource along route, under parent: the columns of
  * retrieved_attrs bound to where the route reads them, the list walk
@@ -281,6 +363,19 @@ nimble_scan_create(MemoryContext parent, const NimbleTableOptions *table,
 
 	scan->http = nimble_http_session_create(cxt, server, api, res, api_key,
 											&scan->stats);
+
+	/* seen in nimble_scans from now until the scan's memory goes */
+	{
+		ForeignServer *fs = GetForeignServer(server->serverid);
+		char		route_buf[NIMBLE_SCAN_ROUTE_LEN];
+
+		progress_route(scan, route_buf, sizeof(route_buf));
+		scan->progress = nimble_progress_begin(fs->servername, res->name, route_buf);
+		scan->progress_cb.func = end_progress;
+		scan->progress_cb.arg = scan;
+		MemoryContextRegisterResetCallback(cxt, &scan->progress_cb);
+		nimble_http_session_set_progress(scan->http, scan->progress);
+	}
 	if (scan->list_ep)
 		scan->list_req = nimble_http_request_create(scan->http);
 
@@ -354,6 +449,7 @@ nimble_scan_set_keys(NimbleScan *scan, List *keys)
 	scan->key_seen = palloc(sizeof(bool) * Max(n, 1));
 	reset_key_filter(scan);
 	MemoryContextSwitchTo(oldcxt);
+	publish_progress(scan);		/* the requests it expects are known now */
 }
 
 /*
@@ -552,6 +648,8 @@ finish_list_request(NimbleScan *scan)
 	}
 	if (scan->request_budget > 0 && scan->sample_stride == 0)
 		choose_sample_stride(scan, page->doc.nrows);
+	scan->list_items_read += page->doc.nrows;
+	publish_progress(scan);
 }
 
 /* ----------------------------------------------------------------
@@ -889,6 +987,8 @@ nimble_scan_next(NimbleScan *scan, Datum *values, bool *nulls)
 			MemoryContextSwitchTo(oldcxt);
 			scan->cur_row++;
 			scan->rows_returned++;
+			if ((scan->rows_returned & 1023) == 0)
+				publish_progress(scan);
 			return true;
 		}
 		release_current(scan);
@@ -900,6 +1000,7 @@ nimble_scan_next(NimbleScan *scan, Datum *values, bool *nulls)
 			return false;
 		if (!open_unit(scan))
 			scan->cur_nrows = 0;
+		publish_progress(scan);
 		/* keep the window full while this unit's rows are read */
 		oldcxt = MemoryContextSwitchTo(scan->cxt);
 		fill_window(scan, false);

@@ -3,7 +3,8 @@
  * shmem.c
  *		  Shared memory, when nimble_fdw is in shared_preload_libraries.
  *
- * What backends share (today the request budgets of throttle.c) lives in
+ * What backends share (the request budgets of throttle.c, the scans in
+ * flight of progress.c) lives in
  * one fixed-size area, sized and made at server start through the
  * shmem_request and shmem_startup hooks, with one LWLock of our own
  * tranche.  Each user of the area gets its part by size and attaches to
@@ -41,8 +42,9 @@ static NimbleSharedArea *shared_area = NULL;
 static Size
 shared_size(void)
 {
-	return add_size(MAXALIGN(sizeof(NimbleSharedArea)),
-					MAXALIGN(nimble_throttle_shmem_size()));
+	return add_size(add_size(MAXALIGN(sizeof(NimbleSharedArea)),
+							 MAXALIGN(nimble_throttle_shmem_size())),
+					MAXALIGN(nimble_progress_shmem_size()));
 }
 
 static void
@@ -70,6 +72,8 @@ shmem_startup(void)
 		shared_area->lock = &(GetNamedLWLockTranche(NIMBLE_SHMEM_NAME))->lock;
 	part = (char *) shared_area + MAXALIGN(sizeof(NimbleSharedArea));
 	nimble_throttle_shmem_attach(part, !found);
+	part += MAXALIGN(nimble_throttle_shmem_size());
+	nimble_progress_shmem_attach(part, !found);
 	LWLockRelease(AddinShmemInitLock);
 }
 

@@ -15,10 +15,14 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "catalog/pg_authid.h"
+#include "commands/dbcommands.h"
 #include "fmgr.h"
 #include "foreign/foreign.h"
 #include "funcapi.h"
+#include "miscadmin.h"
 #include "lib/stringinfo.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
@@ -30,6 +34,7 @@
 PG_FUNCTION_INFO_V1(nimble_stats);
 PG_FUNCTION_INFO_V1(nimble_stats_reset);
 PG_FUNCTION_INFO_V1(nimble_rate_limits);
+PG_FUNCTION_INFO_V1(nimble_scans);
 
 /* the shared slots and a generous number of the backend's own */
 #define NIMBLE_MAX_BUDGETS_SHOWN 1024
@@ -194,6 +199,87 @@ nimble_rate_limits(PG_FUNCTION_ARGS)
 		values[i++] = BoolGetDatum(b->from_api);
 		values[i++] = BoolGetDatum(b->answered);
 		values[i++] = TimestampTzGetDatum(b->last_used);
+		Assert(i == lengthof(values));
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	PG_RETURN_VOID();
+}
+
+/* What a scan waits for, as nimble_scans says it (NULL: on the CPU). */
+static const char *
+waiting_text(NimbleScanWait waiting)
+{
+	switch (waiting)
+	{
+		case NIMBLE_SCAN_WAIT_API:
+			return "api";
+		case NIMBLE_SCAN_WAIT_RATE_LIMIT:
+			return "rate limit";
+		case NIMBLE_SCAN_WAIT_NONE:
+			break;
+	}
+	return NULL;
+}
+
+/*
+ * nimble_scans() returns one row per scan in flight: every backend's with
+ * nimble_fdw preloaded, else the calling backend's.  As in
+ * pg_stat_activity, a scan of another role shows only its pid, role and
+ * database unless the caller has that role's privileges or
+ * pg_read_all_stats.
+ */
+Datum
+nimble_scans(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	NimbleScanInfo *infos;
+	int			n;
+	bool		all_stats = has_privs_of_role(GetUserId(), ROLE_PG_READ_ALL_STATS);
+
+	InitMaterializedSRF(fcinfo, 0);
+	n = nimble_progress_snapshot(&infos);
+	for (int k = 0; k < n; k++)
+	{
+		NimbleScanInfo *scan = &infos[k];
+		NimbleScanProgress *f = &scan->figures;
+		Datum		values[14];
+		bool		nulls[14] = {0};
+		char	   *role = GetUserNameFromId(scan->roleid, true);
+		char	   *db = get_database_name(scan->dbid);
+		const char *waiting = waiting_text(f->waiting);
+		int			i = 0;
+
+		values[i++] = Int32GetDatum(scan->pid);
+		values[i] = role ? CStringGetTextDatum(role) : (Datum) 0;
+		nulls[i++] = role == NULL;
+		values[i] = db ? CStringGetTextDatum(db) : (Datum) 0;
+		nulls[i++] = db == NULL;
+		if (all_stats || has_privs_of_role(GetUserId(), scan->roleid))
+		{
+			values[i++] = CStringGetTextDatum(scan->server);
+			values[i++] = CStringGetTextDatum(scan->resource);
+			values[i++] = CStringGetTextDatum(scan->route);
+			values[i++] = TimestampTzGetDatum(scan->started_at);
+			values[i++] = Int64GetDatum(f->requests_done);
+			values[i] = Int64GetDatum(f->requests_expected);
+			nulls[i++] = f->requests_expected < 0;
+			values[i++] = Int64GetDatum(f->rows);
+			values[i++] = Int64GetDatum(f->bytes);
+			values[i++] = Int64GetDatum(f->retries);
+			values[i] = waiting ? CStringGetTextDatum(waiting) : (Datum) 0;
+			nulls[i++] = waiting == NULL;
+		}
+		else
+		{
+			for (; i < lengthof(values) - 1; i++)
+				nulls[i] = true;
+		}
+		/* the share of the requests done, for a progress bar */
+		if (!nulls[8] && f->requests_expected > 0)
+			values[i] = Float8GetDatum(Min(1.0, (double) f->requests_done /
+										   f->requests_expected));
+		nulls[i] = nulls[8] || f->requests_expected <= 0;
+		i++;
 		Assert(i == lengthof(values));
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}

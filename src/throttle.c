@@ -594,8 +594,19 @@ nimble_throttle_observe(uint64 id, const NimbleRateHeaders *h, bool answered,
 		if (b->limit > 0 && b->limit - b->in_window > remaining)
 		{
 			int32		used = b->limit - b->in_window - (int32) Max(remaining, 0);
+			int64		slot = b->newest_slot;
 
-			b->counts[b->newest_slot % (NIMBLE_WINDOW_SLOTS + 1)] += used;
+			/*
+			 * What the API counts leaves its window at its reset: booked in
+			 * the slot that leaves ours then (at the latest a window from
+			 * now), not in the newest, or a "0 left, back in 4 s" under a
+			 * window of a minute would hold everything for a minute.
+			 */
+			if (reset_at > 0)
+				slot = Max(slot - NIMBLE_WINDOW_SLOTS,
+						   Min(slot, (reset_at + b->slot_us - 1) / b->slot_us -
+							   NIMBLE_WINDOW_SLOTS - 1));
+			b->counts[slot % (NIMBLE_WINDOW_SLOTS + 1)] += used;
 			b->in_window += used;
 		}
 		if (remaining <= 0 && reset_at > 0)
