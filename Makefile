@@ -21,6 +21,7 @@ OBJS = \
 	src/http_failures.o \
 	src/shmem.o \
 	src/progress.o \
+	src/shared_servers.o \
 	src/body_pool.o \
 	src/json/json_doc.o \
 	src/json/json_value.o \

@@ -22,12 +22,15 @@ AS 'MODULE_PATHNAME'
 LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED;
 
 COMMENT ON FUNCTION nimble_stats()
-  IS 'what this backend asked of each nimble_fdw server: requests, pages, bytes, retries, cache hits, errors, waiting';
+  IS 'what this backend (with nimble_fdw preloaded: the cluster) asked of each nimble_fdw server: requests, pages, bytes, retries, cache hits, errors, waiting';
 
 CREATE VIEW nimble_stats AS SELECT * FROM nimble_stats();
 
 COMMENT ON VIEW nimble_stats
-  IS 'what this backend asked of each nimble_fdw server (see nimble_stats())';
+  IS 'what this backend (preloaded: the cluster) asked of each nimble_fdw server (see nimble_stats())';
+
+-- as nimble_stats() itself is (no key, no url: counts per server)
+GRANT SELECT ON nimble_stats TO PUBLIC;
 
 CREATE FUNCTION nimble_stats_reset()
 RETURNS void
@@ -35,7 +38,11 @@ AS 'MODULE_PATHNAME'
 LANGUAGE C STRICT VOLATILE PARALLEL RESTRICTED;
 
 COMMENT ON FUNCTION nimble_stats_reset()
-  IS 'zero the statistics of this backend';
+  IS 'zero the statistics of this backend, and with nimble_fdw preloaded this database''s for the cluster';
+
+-- with the preload it zeroes everyone's figures: as pg_stat_reset, for
+-- superusers and whom they grant it to
+REVOKE ALL ON FUNCTION nimble_stats_reset() FROM PUBLIC;
 
 CREATE FUNCTION nimble_rate_limits(
     OUT host text,

@@ -6,9 +6,10 @@
  * Before any query the planner can only guess how many batches a server
  * has and how many rows one keyed request gives.  Every scan tells it what
  * it saw: the list's pagination.total, and the rows per key of keyed
- * requests.  The figures are per backend and per server (and resource), kept
- * with the server's other state (server_state.c), and the newest scan
- * wins: the API changes under us, so an old average is no better than the
+ * requests.  The figures are per server (and resource), kept with the
+ * server's other state (server_state.c), per backend and, with nimble_fdw
+ * preloaded, for the cluster (shared_servers.c), so that a new backend
+ * plans with what any backend saw.  The newest scan wins: the API changes under us, so an old average is no better than the
  * last observation.
  *
  *-------------------------------------------------------------------------
@@ -28,6 +29,7 @@ nimble_learn_list_total(Oid serverid, const NimbleEndpoint *list, double total)
 
 		if (place)
 			*place = total;
+		nimble_shared_learn(serverid, list->path, total);
 	}
 }
 
@@ -43,6 +45,7 @@ nimble_learn_rows_per_key(Oid serverid, const char *resource,
 
 		if (place)
 			*place = rows / nkeys;
+		nimble_shared_learn(serverid, resource, rows / nkeys);
 	}
 }
 
@@ -53,6 +56,9 @@ nimble_learned_list_total(Oid serverid, const NimbleEndpoint *list, double *valu
 	double	   *place = nimble_server_state_learned(nimble_server_state(serverid),
 													list->path, false);
 
+	/* any backend's figure, when shared; else this backend's */
+	if (nimble_shared_learned(serverid, list->path, value))
+		return;
 	if (place)
 		*value = *place;
 }
@@ -64,6 +70,8 @@ nimble_learned_rows_per_key(Oid serverid, const char *resource, double *value)
 	double	   *place = nimble_server_state_learned(nimble_server_state(serverid),
 													resource, false);
 
+	if (nimble_shared_learned(serverid, resource, value))
+		return;
 	if (place)
 		*value = *place;
 }

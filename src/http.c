@@ -345,6 +345,8 @@ session_cleanup(void *arg)
 	}
 	curl_slist_free_all(session->headers);
 	session->headers = NULL;
+	/* the cluster's counters get what the scan counted (when preloaded) */
+	nimble_server_state_flush(session->state);
 	/* no copy of the key outlives the scan in freed memory */
 	if (session->secret)
 		explicit_bzero(session->secret, strlen(session->secret));
@@ -385,7 +387,8 @@ nimble_http_session_create(MemoryContext cxt, const NimbleServerOptions *opts,
 	session->api = api;
 	session->res = res;
 	session->stats = stats;
-	session->global = nimble_stats_for(opts->serverid);
+	session->state = nimble_server_state(opts->serverid);
+	session->global = &session->state->stats;
 	session->global->scans++;
 	session->cxt = cxt;
 	/* owner of the header list first, so that nothing can leak it */

@@ -82,6 +82,7 @@ struct NimbleHttpSession
 	char	   *secret_header;	/* header that carries it: for redaction */
 	NimbleScanStats *stats;
 	NimbleServerStats *global; /* the backend's figures for the server */
+	struct NimbleServerState *state;	/* whose stats global is */
 	NimbleHttpRequest *requests;
 	MemoryContext cxt;
 	MemoryContextCallback cleanup;

@@ -253,6 +253,7 @@ typedef struct NimbleServerState
 	Oid			serverid;		/* hash key */
 	bool		recheck;		/* its catalog row changed: look again */
 	NimbleServerStats stats;	/* nimble_stats (stats.c) */
+	NimbleServerStats flushed;	/* of stats, what shared memory has */
 	int			nlearned;		/* what scans saw (estimates.c) */
 	struct
 	{
@@ -273,6 +274,19 @@ extern void nimble_server_states_begin(NimbleServerStateWalk *walk);
 extern NimbleServerState *nimble_server_states_next(NimbleServerStateWalk *walk);
 extern double *nimble_server_state_learned(NimbleServerState *state,
 										   const char *name, bool create);
+extern void nimble_server_state_flush(NimbleServerState *state);
+
+/* what backends share of each server, when preloaded (shared_servers.c) */
+extern Size nimble_shared_servers_size(void);
+extern void nimble_shared_servers_attach(void *area, bool init);
+extern bool nimble_shared_servers_active(void);
+extern void nimble_shared_stats_add(Oid serverid, const NimbleServerStats *counted,
+									NimbleServerStats *flushed);
+extern bool nimble_shared_stats_read(Oid serverid, NimbleServerStats *out);
+extern int	nimble_shared_stats_servers(Oid **ids);
+extern void nimble_shared_stats_reset(TimestampTz now);
+extern void nimble_shared_learn(Oid serverid, const char *name, double value);
+extern bool nimble_shared_learned(Oid serverid, const char *name, double *value);
 
 /* ----------------------------------------------------------------
  *		Learned row counts (estimates.c)

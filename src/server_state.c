@@ -11,6 +11,9 @@
  * entry is a fixed-size struct, so that a later change can put them in
  * shared memory without touching them.
  *
+ * With nimble_fdw preloaded, the counters are also added up for the whole
+ * cluster, and the learned figures shared (shared_servers.c).
+ *
  * When a server's catalog row changes (a syscache invalidation), its entry
  * is looked at again at its next use: a dropped server's entry starts over
  * (and leaves nimble_stats); an altered one forgets what it learned, since
@@ -144,6 +147,17 @@ nimble_server_states_next(NimbleServerStateWalk *walk)
 	}
 	walk->started = false;
 	return NULL;
+}
+
+/*
+ * Add what state counted since the last time to the server's shared
+ * counters (when preloaded).  Never throws: a scan's reset callback calls
+ * it.
+ */
+void
+nimble_server_state_flush(NimbleServerState *state)
+{
+	nimble_shared_stats_add(state->serverid, &state->stats, &state->flushed);
 }
 
 /* The place of a learned figure named name, made when create; or NULL. */

@@ -4,7 +4,8 @@
  *		  Shared memory, when nimble_fdw is in shared_preload_libraries.
  *
  * What backends share (the request budgets of throttle.c, the scans in
- * flight of progress.c) lives in
+ * flight of progress.c, the servers' counters and learned figures of
+ * shared_servers.c) lives in
  * one fixed-size area, sized and made at server start through the
  * shmem_request and shmem_startup hooks, with one LWLock of our own
  * tranche.  Each user of the area gets its part by size and attaches to
@@ -42,9 +43,11 @@ static NimbleSharedArea *shared_area = NULL;
 static Size
 shared_size(void)
 {
-	return add_size(add_size(MAXALIGN(sizeof(NimbleSharedArea)),
-							 MAXALIGN(nimble_throttle_shmem_size())),
-					MAXALIGN(nimble_progress_shmem_size()));
+	Size		size = MAXALIGN(sizeof(NimbleSharedArea));
+
+	size = add_size(size, MAXALIGN(nimble_throttle_shmem_size()));
+	size = add_size(size, MAXALIGN(nimble_progress_shmem_size()));
+	return add_size(size, MAXALIGN(nimble_shared_servers_size()));
 }
 
 static void
@@ -74,6 +77,8 @@ shmem_startup(void)
 	nimble_throttle_shmem_attach(part, !found);
 	part += MAXALIGN(nimble_throttle_shmem_size());
 	nimble_progress_shmem_attach(part, !found);
+	part += MAXALIGN(nimble_progress_shmem_size());
+	nimble_shared_servers_attach(part, !found);
 	LWLockRelease(AddinShmemInitLock);
 }
 

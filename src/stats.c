@@ -1,14 +1,17 @@
 /*-------------------------------------------------------------------------
  *
  * stats.c
- *		  What this backend's scans asked of each server: nimble_stats().
+ *		  What scans asked of each server (nimble_stats), the request
+ *		  budgets (nimble_rate_limits), the scans in flight (nimble_scans).
  *
  * EXPLAIN ANALYZE tells about one scan; these counters add up every scan
  * of the backend since it started (or since nimble_stats_reset()), per
  * foreign server, so a session can tell a slow API from a slow query, see
  * its 429s and its cache hits.  They are plain backend-local counters: the
  * HTTP code bumps them as things happen, so a scan that fails half-way is
- * counted as far as it got.
+ * counted as far as it got.  With nimble_fdw preloaded, each backend adds
+ * them to the cluster's (shared_servers.c) as its scans end, and the view
+ * shows the cluster's.
  *
  *-------------------------------------------------------------------------
  */
@@ -98,9 +101,37 @@ errors_jsonb(NimbleServerStats *stats)
 	return DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data));
 }
 
+/* One row of nimble_stats: server's counters. */
+static void
+put_stats_row(ReturnSetInfo *rsinfo, ForeignServer *server, NimbleServerStats *stats)
+{
+	Datum		values[13];
+	bool		nulls[13] = {0};
+	int			i = 0;
+
+	values[i++] = CStringGetTextDatum(server->servername);
+	values[i++] = Int64GetDatum(stats->requests);
+	values[i++] = Int64GetDatum(stats->pages);
+	values[i++] = Int64GetDatum(stats->bytes);
+	values[i++] = Int64GetDatum(stats->retries);
+	values[i++] = Int64GetDatum(stats->cache_hits);
+	values[i++] = Int64GetDatum(stats->errors);
+	values[i++] = errors_jsonb(stats);
+	values[i++] = Float8GetDatum(stats->network_wait_us / 1000.0);
+	values[i++] = Float8GetDatum(stats->rate_limit_wait_us / 1000.0);
+	values[i++] = Int64GetDatum(stats->connections);
+	values[i++] = TimestampTzGetDatum(stats->since);
+	values[i++] = Int64GetDatum(stats->scans);
+	Assert(i == lengthof(values));
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+}
+
 /*
- * nimble_stats() returns one row per foreign server this backend has sent
- * requests to (or answered from its cache).
+ * nimble_stats() returns one row per foreign server of this database that
+ * requests were sent to (or answered from the cache): by this backend, or
+ * with nimble_fdw preloaded by every backend of the cluster (what this
+ * backend counted is added first; other backends add theirs as their
+ * scans end).
  */
 Datum
 nimble_stats(PG_FUNCTION_ARGS)
@@ -110,41 +141,44 @@ nimble_stats(PG_FUNCTION_ARGS)
 	NimbleServerState *state;
 
 	InitMaterializedSRF(fcinfo, 0);
+	if (nimble_shared_servers_active())
+	{
+		Oid		   *ids;
+		int			n;
+
+		nimble_server_states_begin(&walk);
+		while ((state = nimble_server_states_next(&walk)) != NULL)
+			nimble_server_state_flush(state);
+		n = nimble_shared_stats_servers(&ids);
+		for (int k = 0; k < n; k++)
+		{
+			ForeignServer *server = GetForeignServerExtended(ids[k], FSV_MISSING_OK);
+			NimbleServerStats stats;
+
+			/* dropped: its figures went with it */
+			if (server && nimble_shared_stats_read(ids[k], &stats))
+				put_stats_row(rsinfo, server, &stats);
+		}
+		PG_RETURN_VOID();
+	}
 	nimble_server_states_begin(&walk);
 	while ((state = nimble_server_states_next(&walk)) != NULL)
 	{
-		NimbleServerStats *stats = &state->stats;
-		ForeignServer *server = GetForeignServerExtended(stats->serverid,
+		ForeignServer *server = GetForeignServerExtended(state->serverid,
 														 FSV_MISSING_OK);
-		Datum		values[13];
-		bool		nulls[13] = {0};
-		int			i = 0;
 
 		/* dropped in this transaction: its figures go with it */
-		if (server == NULL)
-			continue;
-		values[i++] = CStringGetTextDatum(server->servername);
-		values[i++] = Int64GetDatum(stats->requests);
-		values[i++] = Int64GetDatum(stats->pages);
-		values[i++] = Int64GetDatum(stats->bytes);
-		values[i++] = Int64GetDatum(stats->retries);
-		values[i++] = Int64GetDatum(stats->cache_hits);
-		values[i++] = Int64GetDatum(stats->errors);
-		values[i++] = errors_jsonb(stats);
-		values[i++] = Float8GetDatum(stats->network_wait_us / 1000.0);
-		values[i++] = Float8GetDatum(stats->rate_limit_wait_us / 1000.0);
-		values[i++] = Int64GetDatum(stats->connections);
-		values[i++] = TimestampTzGetDatum(stats->since);
-		values[i++] = Int64GetDatum(stats->scans);
-		Assert(i == lengthof(values));
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		if (server)
+			put_stats_row(rsinfo, server, &state->stats);
 	}
 	PG_RETURN_VOID();
 }
 
 /*
- * nimble_stats_reset(): start counting again from zero.  The entries are
- * zeroed in place: a scan running in the same query still points to them.
+ * nimble_stats_reset(): start counting again from zero: this backend's
+ * counters, and with nimble_fdw preloaded this database's in the cluster.
+ * The entries are zeroed in place: a scan running in the same query still
+ * points to them.
  */
 Datum
 nimble_stats_reset(PG_FUNCTION_ARGS)
@@ -159,7 +193,9 @@ nimble_stats_reset(PG_FUNCTION_ARGS)
 		memset(&state->stats, 0, sizeof(NimbleServerStats));
 		state->stats.serverid = state->serverid;
 		state->stats.since = now;
+		state->flushed = state->stats;
 	}
+	nimble_shared_stats_reset(now);
 	PG_RETURN_VOID();
 }
 

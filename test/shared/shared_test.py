@@ -507,6 +507,82 @@ def check_after(c, cluster, su, size0):
          "found %s" % found)
 
 
+# ----------------------------------------------------------------------
+# 6. the cluster's counters (nimble_stats) and learned figures
+# ----------------------------------------------------------------------
+
+def plan_rows(cur, sql):
+    cur.execute("EXPLAIN (FORMAT JSON) " + sql)
+    return cur.fetchone()[0][0]["Plan"]["Plan Rows"]
+
+
+def stats_of(cur, server):
+    r = rows(cur, "SELECT requests, scans FROM nimble_stats WHERE server = %s", server)
+    return tuple(r[0]) if r else None
+
+
+def check_cluster_figures(c, cluster, mocks, su):
+    scur = su.cursor()
+    scur.execute("SELECT nimble_stats_reset()")
+    a = cluster.connect()
+    n_a = len(rows(a.cursor(), QUERY % "ref", [batch_id(n) for n in (1, 2, 3)]))
+    a.close()
+    b = cluster.connect()
+    bcur = b.cursor()
+    got = stats_of(bcur, "ref")
+    c.ok(n_a == 3 and got == (3, 1),
+         "another backend's scan is in nimble_stats of a new backend: requests, scans %s "
+         "(one scan of 3 keys)" % (got,))
+    # what one backend's walk learned, the next plans with
+    guess = plan_rows(bcur, "SELECT * FROM ref.batches")
+    b.close()
+    a = cluster.connect()
+    walked = len(rows(a.cursor(), "SELECT batch_id FROM ref.batches"))
+    a.close()
+    b = cluster.connect()
+    bcur = b.cursor()
+    learned = plan_rows(bcur, "SELECT * FROM ref.batches")
+    c.ok(walked == SOAK_BATCHES and learned == SOAK_BATCHES and guess != SOAK_BATCHES,
+         "a new backend plans with the list total another backend's walk saw: "
+         "%s rows (before the walk: %s)" % (learned, guess))
+    # an ALTER SERVER (its url may now lead elsewhere) forgets it everywhere
+    scur.execute("ALTER SERVER ref OPTIONS (ADD timeout_ms '20000')")
+    after = plan_rows(bcur, "SELECT * FROM ref.batches")
+    c.ok(after == guess,
+         "after ALTER SERVER the learned total is forgotten by every backend: %s rows" % after)
+    b.close()
+    # the reset is the cluster's, and is not for everyone
+    scur.execute("CREATE ROLE nimble_plain LOGIN")
+    p = cluster.connect(user="nimble_plain")
+    try:
+        p.cursor().execute("SELECT nimble_stats_reset()")
+        e = None
+    except psycopg2.Error as ex:
+        e = ex
+    c.ok(e is not None and e.pgcode == "42501",
+         "nimble_stats_reset() is refused to a plain role (42501)", err(e))
+    p.close()
+    scur.execute("SELECT nimble_stats_reset()")
+    b = cluster.connect()
+    got = stats_of(b.cursor(), "ref")
+    c.ok(got == (0, 0), "after nimble_stats_reset() another backend sees 0 requests: %s" % (got,))
+    b.close()
+    # a dropped server's counters go with it
+    scur.execute("CREATE SERVER gone FOREIGN DATA WRAPPER nimble_fdw OPTIONS (url %s)"
+                 % relib.quote_lit(mocks["ref"].url()))
+    scur.execute("CREATE USER MAPPING FOR CURRENT_USER SERVER gone OPTIONS (api_key 'test-key')")
+    scur.execute("CREATE FOREIGN TABLE gone_progress (batch_id text, completed boolean) "
+                 "SERVER gone OPTIONS (resource 'batch_progress')")
+    rows(scur, "SELECT * FROM gone_progress WHERE batch_id = %s", batch_id(1))
+    before = stats_of(scur, "gone")
+    scur.execute("DROP SERVER gone CASCADE")
+    b = cluster.connect()
+    left = rows(b.cursor(), "SELECT server FROM nimble_stats WHERE server = 'gone'")
+    b.close()
+    c.ok(before == (1, 1) and left == [],
+         "DROP SERVER takes its counters out of nimble_stats (before: %s)" % (before,), left)
+
+
 def main():
     ap = argparse.ArgumentParser(description="shared-memory request budgets of nimble_fdw")
     g = ap.add_mutually_exclusive_group()
@@ -579,6 +655,8 @@ def main():
             ("2. soak", lambda: check_soak(c, cluster, mocks["soak"], su, ref)),
             ("3. terminate and cancel", lambda: check_terminate(c, cluster, mocks["term"], su, refs["one"])),
             ("4. hold across backends", lambda: check_hold(c, cluster, mocks["hold"], su, refs["main"])),
+            ("5. the cluster's counters and learned figures",
+             lambda: check_cluster_figures(c, cluster, mocks, su)),
         ]
         size0 = None
         for title, fn in sections:
@@ -594,7 +672,7 @@ def main():
                 size0 = r
             if title[0].isdigit():
                 relib.log("%s: %.1f s" % (title, time.monotonic() - t))
-        print("# 5. afterwards", flush=True)
+        print("# 6. afterwards", flush=True)
         check_after(c, cluster, su, size0)
         su.close()
     finally:
