@@ -22,6 +22,7 @@ OBJS = \
 	src/shmem.o \
 	src/progress.o \
 	src/shared_servers.o \
+	src/shared_cache.o \
 	src/body_pool.o \
 	src/json/json_doc.o \
 	src/json/json_value.o \

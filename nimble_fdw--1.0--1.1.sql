@@ -44,6 +44,9 @@ COMMENT ON FUNCTION nimble_stats_reset()
 -- superusers and whom they grant it to
 REVOKE ALL ON FUNCTION nimble_stats_reset() FROM PUBLIC;
 
+-- with the preload the cache is the cluster's, and so is clearing it
+REVOKE ALL ON FUNCTION nimble_cache_clear() FROM PUBLIC;
+
 CREATE FUNCTION nimble_rate_limits(
     OUT host text,
     OUT shared boolean,

@@ -15,7 +15,9 @@
  * Entries live in their own memory context under TopMemoryContext, and the
  * least recently used ones are dropped to keep the total under
  * nimble_fdw.cache_size.  nimble_cache_clear() empties the cache of the
- * backend that calls it.
+ * backend that calls it.  With nimble_fdw preloaded, the cache is the
+ * cluster's instead, in shared memory of nimble_fdw.cache_size
+ * (shared_cache.c), under the same keys.
  *
  *-------------------------------------------------------------------------
  */
@@ -26,6 +28,7 @@
 #include "common/hashfn.h"
 #include "fmgr.h"
 #include "lib/ilist.h"
+#include "miscadmin.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
@@ -60,13 +63,25 @@ static int	cache_size_kb = 65536;
 void
 nimble_cache_init(void)
 {
+	/* preloaded, it sizes the cluster's cache in shared memory, at start */
+	bool		shared = process_shared_preload_libraries_in_progress;
+
 	DefineCustomIntVariable("nimble_fdw.cache_size",
+							shared ?
+							"Shared memory for the cluster's cache of API responses, for cache_ttl." :
 							"Memory a backend may use to keep API responses for cache_ttl.",
 							"The least recently used responses are dropped beyond it.",
 							&cache_size_kb,
 							65536, 0, MAX_KILOBYTES,
-							PGC_USERSET, GUC_UNIT_KB,
+							shared ? PGC_POSTMASTER : PGC_USERSET, GUC_UNIT_KB,
 							NULL, NULL, NULL);
+}
+
+/* nimble_fdw.cache_size in bytes (shmem.c sizes the shared cache by it). */
+Size
+nimble_cache_size_bytes(void)
+{
+	return (Size) cache_size_kb * 1024;
 }
 
 static size_t
@@ -104,9 +119,14 @@ nimble_cache_lookup(Oid serverid, uint64 key_hash, const char *url,
 	CacheEntry *entry;
 	char	   *copy;
 
-	if (cache == NULL || ttl_s <= 0)
+	if (ttl_s <= 0)
 		return NULL;
 	hash = cache_hash(serverid, key_hash, url);
+	if (nimble_shared_cache_active())
+		return nimble_shared_cache_lookup(hash, serverid, key_hash, url, ttl_s,
+										  now, len);
+	if (cache == NULL)
+		return NULL;
 	entry = hash_search(cache, &hash, HASH_FIND, NULL);
 	if (entry == NULL || entry->serverid != serverid ||
 		entry->key_hash != key_hash || strcmp(entry->url, url) != 0)
@@ -139,6 +159,11 @@ nimble_cache_store(Oid serverid, uint64 key_hash, const char *url,
 	char	   *url_copy;
 	bool		found;
 
+	if (nimble_shared_cache_active())
+	{
+		nimble_shared_cache_store(hash, serverid, key_hash, url, sent_at, body, len);
+		return;
+	}
 	if (need > limit)
 		return;
 	if (cache == NULL)
@@ -185,18 +210,27 @@ nimble_cache_store(Oid serverid, uint64 key_hash, const char *url,
 void
 nimble_cache_usage(int64 *entries, int64 *bytes)
 {
+	if (nimble_shared_cache_active())
+	{
+		nimble_shared_cache_usage(entries, bytes);
+		return;
+	}
 	*entries = cache ? hash_get_num_entries(cache) : 0;
 	*bytes = (int64) cache_bytes;
 }
 
 /*
  * nimble_cache_clear() returns bigint: drop every response this backend
- * keeps, and say how many there were.
+ * keeps (with nimble_fdw preloaded: the cluster's cache), and say how many
+ * there were.
  */
 Datum
 nimble_cache_clear(PG_FUNCTION_ARGS)
 {
 	int64		dropped = cache ? hash_get_num_entries(cache) : 0;
+
+	if (nimble_shared_cache_active())
+		dropped += nimble_shared_cache_clear();
 
 	if (cache_cxt)
 		MemoryContextDelete(cache_cxt);

@@ -202,6 +202,21 @@ typedef struct NimbleBudgetInfo
 extern int	nimble_throttle_snapshot(NimbleBudgetInfo *out, int max);
 
 extern void nimble_cache_init(void);
+extern Size nimble_cache_size_bytes(void);
+
+/* the response cache in shared memory, when preloaded (shared_cache.c) */
+extern Size nimble_shared_cache_size(Size bytes);
+extern void nimble_shared_cache_attach(void *area, Size bytes,
+									   struct LWLock *lock, bool init);
+extern bool nimble_shared_cache_active(void);
+extern char *nimble_shared_cache_lookup(uint64 hash, Oid serverid, uint64 key_hash,
+										const char *url, int ttl_s,
+										TimestampTz now, size_t *len);
+extern void nimble_shared_cache_store(uint64 hash, Oid serverid, uint64 key_hash,
+									  const char *url, TimestampTz sent_at,
+									  const char *body, size_t len);
+extern int64 nimble_shared_cache_clear(void);
+extern void nimble_shared_cache_usage(int64 *entries, int64 *bytes);
 extern char *nimble_cache_lookup(Oid serverid, uint64 key_hash, const char *url,
 								 int ttl_s, TimestampTz now, size_t *len);
 extern void nimble_cache_store(Oid serverid, uint64 key_hash, const char *url,

@@ -5,10 +5,11 @@
  *
  * What backends share (the request budgets of throttle.c, the scans in
  * flight of progress.c, the servers' counters and learned figures of
- * shared_servers.c) lives in
+ * shared_servers.c, the response cache of shared_cache.c) lives in
  * one fixed-size area, sized and made at server start through the
- * shmem_request and shmem_startup hooks, with one LWLock of our own
- * tranche.  Each user of the area gets its part by size and attaches to
+ * shmem_request and shmem_startup hooks, with two LWLocks of our own
+ * tranche (one for the cache, whose copies are the longest, one for the
+ * rest).  Each user of the area gets its part by size and attaches to
  * it at startup; the lock is held only for a few instructions, never over
  * anything that can throw or wait.
  *
@@ -32,7 +33,8 @@
 
 typedef struct NimbleSharedArea
 {
-	LWLock	   *lock;			/* guards everything below */
+	LWLock	   *lock;			/* guards everything below but the cache */
+	LWLock	   *cache_lock;		/* guards the response cache */
 	/* then each user's part, MAXALIGNed, in the order of shared_size() */
 } NimbleSharedArea;
 
@@ -47,7 +49,8 @@ shared_size(void)
 
 	size = add_size(size, MAXALIGN(nimble_throttle_shmem_size()));
 	size = add_size(size, MAXALIGN(nimble_progress_shmem_size()));
-	return add_size(size, MAXALIGN(nimble_shared_servers_size()));
+	size = add_size(size, MAXALIGN(nimble_shared_servers_size()));
+	return add_size(size, nimble_shared_cache_size(nimble_cache_size_bytes()));
 }
 
 static void
@@ -56,7 +59,7 @@ shmem_request(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 	RequestAddinShmemSpace(shared_size());
-	RequestNamedLWLockTranche(NIMBLE_SHMEM_NAME, 1);
+	RequestNamedLWLockTranche(NIMBLE_SHMEM_NAME, 2);
 }
 
 /* At server start (and in each EXEC_BACKEND child): make or find the area. */
@@ -72,13 +75,21 @@ shmem_startup(void)
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	shared_area = ShmemInitStruct(NIMBLE_SHMEM_NAME, shared_size(), &found);
 	if (!found)
-		shared_area->lock = &(GetNamedLWLockTranche(NIMBLE_SHMEM_NAME))->lock;
+	{
+		LWLockPadded *locks = GetNamedLWLockTranche(NIMBLE_SHMEM_NAME);
+
+		shared_area->lock = &locks[0].lock;
+		shared_area->cache_lock = &locks[1].lock;
+	}
 	part = (char *) shared_area + MAXALIGN(sizeof(NimbleSharedArea));
 	nimble_throttle_shmem_attach(part, !found);
 	part += MAXALIGN(nimble_throttle_shmem_size());
 	nimble_progress_shmem_attach(part, !found);
 	part += MAXALIGN(nimble_progress_shmem_size());
 	nimble_shared_servers_attach(part, !found);
+	part += MAXALIGN(nimble_shared_servers_size());
+	nimble_shared_cache_attach(part, nimble_cache_size_bytes(),
+							   shared_area->cache_lock, !found);
 	LWLockRelease(AddinShmemInitLock);
 }
 

@@ -583,6 +583,135 @@ def check_cluster_figures(c, cluster, mocks, su):
          "DROP SERVER takes its counters out of nimble_stats (before: %s)" % (before,), left)
 
 
+# ----------------------------------------------------------------------
+# the cluster's response cache
+# ----------------------------------------------------------------------
+
+def check_shared_cache(c, cluster, mocks, su):
+    scur = su.cursor()
+    mock = mocks["ref"]
+    scur.execute("CREATE SERVER cachesrv FOREIGN DATA WRAPPER nimble_fdw "
+                 "OPTIONS (url %s, cache_ttl '60')" % relib.quote_lit(mock.url()))
+    scur.execute("CREATE USER MAPPING FOR CURRENT_USER SERVER cachesrv OPTIONS (api_key 'test-key')")
+    scur.execute("CREATE USER MAPPING FOR nimble_plain SERVER cachesrv OPTIONS (api_key 'other-key')")
+    scur.execute("GRANT USAGE ON FOREIGN SERVER cachesrv TO nimble_plain")
+    scur.execute("CREATE FOREIGN TABLE cache_progress (batch_id text, completed boolean) "
+                 "SERVER cachesrv OPTIONS (resource 'batch_progress')")
+    scur.execute("GRANT SELECT ON cache_progress TO nimble_plain")
+    q = "SELECT batch_id, completed FROM cache_progress WHERE batch_id = ANY(%s)"
+    ids = [batch_id(n) for n in (1, 2, 3)]
+    scur.execute("SELECT nimble_cache_clear()")
+    mock.reset()
+    a = cluster.connect()
+    ra = sorted(rows(a.cursor(), q, ids))
+    a.close()
+    n_a = mock.count()
+    b = cluster.connect()
+    bcur = b.cursor()
+    rb = sorted(rows(bcur, q, ids))
+    n_b = mock.count() - n_a
+    hits = one(bcur, "SELECT cache_hits FROM nimble_stats WHERE server = 'cachesrv'")
+    b.close()
+    c.ok(len(ra) == 3 and rb == ra and n_a == 3 and n_b == 0,
+         "a response one backend cached answers another with 0 requests "
+         "(first %d requests, then %d; %s cache hits counted)" % (n_a, n_b, hits))
+    p = cluster.connect(user="nimble_plain")
+    try:
+        rp = rows(p.cursor(), q, ids)
+        e = None
+    except psycopg2.Error as ex:
+        rp, e = None, ex
+    n_p = mock.count() - n_a - n_b
+    c.ok(e is not None and e.pgcode == "28000" and n_p >= 1,
+         "a session with another key gets its own answer (the API's 401, %s), "
+         "not the cached rows" % err(e), rp)
+    try:
+        p.cursor().execute("SELECT nimble_cache_clear()")
+        e = None
+    except psycopg2.Error as ex:
+        e = ex
+    c.ok(e is not None and e.pgcode == "42501",
+         "nimble_cache_clear() is refused to a plain role (42501)", err(e))
+    p.close()
+    cleared = one(scur, "SELECT nimble_cache_clear()")
+    before = mock.count()
+    b = cluster.connect()
+    rb2 = sorted(rows(b.cursor(), q, ids))
+    b.close()
+    c.ok(cleared >= 3 and rb2 == ra and mock.count() - before == 3,
+         "nimble_cache_clear() clears it for every backend: %d dropped, the next "
+         "backend asks again (%d requests)" % (cleared, mock.count() - before))
+
+
+def check_cache_pressure(c):
+    """A cluster whose shared cache is 4 blocks (nimble_fdw.cache_size
+    32kB): multi-block entries, eviction of the least recently used, a
+    body too big to keep, TTL; every answer right."""
+    conf = {"shared_preload_libraries": "'nimble_fdw'",
+            "nimble_fdw.allowed_hosts": "'127.0.0.1:*'",
+            "nimble_fdw.cache_size": "'32kB'"}
+    cl = relib.Cluster("shared_cache", conf)
+    d = os.path.join(cl.dir, "mock_pressure")
+    os.mkdir(d)
+    # 40 batches of 30 tasks: a details body is ~20 kB, three blocks
+    mock = relib.Mock(d, "--batches", "40", "--tasks-per-batch", "30")
+    try:
+        cl.start()
+        su = cl.connect()
+        cur = su.cursor()
+        cur.execute("CREATE EXTENSION nimble_fdw")
+        cur.execute("CREATE SERVER p FOREIGN DATA WRAPPER nimble_fdw OPTIONS (url %s, cache_ttl '60')"
+                    % relib.quote_lit(mock.url()))
+        cur.execute("CREATE USER MAPPING FOR CURRENT_USER SERVER p OPTIONS (api_key 'test-key')")
+        cur.execute("CREATE SCHEMA p")
+        cur.execute("IMPORT FOREIGN SCHEMA nimble FROM SERVER p INTO p")
+        q = "SELECT batch_id, task_id, state FROM p.batch_tasks WHERE batch_id = %s ORDER BY task_id"
+        ref = {}
+        for n in range(1, 11):
+            ref[n] = rows(cur, q, batch_id(n))
+        mock.reset()
+        # only the last (3 blocks of 4) is kept; the older ones were evicted
+        again = {}
+        for n in (10, 9, 1):
+            conn = cl.connect()
+            again[n] = rows(conn.cursor(), q, batch_id(n))
+            conn.close()
+        asked = mock.count()
+        c.ok(all(again[n] == ref[n] and len(ref[n]) == 30 for n in again) and asked == 2,
+             "a 4-block shared cache keeps the newest 3-block answer and evicts the older: "
+             "batch 10 from the cache, 9 and 1 asked again (%d requests), every answer right"
+             % asked)
+        u = rows(cur, "SELECT nimble_cache_clear()")[0][0]
+        c.ok(u == 1, "the cache held 1 entry at the end (each new one evicted the last): %s" % u)
+        # a body larger than the whole cache (the list: ~50 kB) is not kept
+        mock.reset()
+        cur.execute("ALTER SERVER p OPTIONS (ADD page_size '1000')")
+        n_list = len(rows(cur, "SELECT batch_id FROM p.batches"))
+        n_list2 = len(rows(cur, "SELECT batch_id FROM p.batches"))
+        c.ok(n_list == 40 and n_list2 == 40 and mock.count("list") == 2,
+             "a response larger than the cache is answered and not kept (list asked %d times)"
+             % mock.count("list"))
+        # the TTL holds in the shared cache too
+        cur.execute("ALTER SERVER p OPTIONS (SET cache_ttl '1')")
+        rows(cur, q, batch_id(5))
+        mock.reset()
+        rows(cur, q, batch_id(5))
+        fresh = mock.count()
+        time.sleep(1.1)
+        rows(cur, q, batch_id(5))
+        stale = mock.count() - fresh
+        c.ok(fresh == 0 and stale == 1,
+             "within cache_ttl the shared answer is used (%d requests), after it asked again "
+             "(%d)" % (fresh, stale))
+        crash = cl.crash_lines()
+        c.ok(not crash, "no crash in the small cache's cluster", crash)
+        su.close()
+    finally:
+        mock.stop()
+        cl.stop()
+        cl.remove()
+
+
 def main():
     ap = argparse.ArgumentParser(description="shared-memory request budgets of nimble_fdw")
     g = ap.add_mutually_exclusive_group()
@@ -657,6 +786,9 @@ def main():
             ("4. hold across backends", lambda: check_hold(c, cluster, mocks["hold"], su, refs["main"])),
             ("5. the cluster's counters and learned figures",
              lambda: check_cluster_figures(c, cluster, mocks, su)),
+            ("5b. the cluster's response cache",
+             lambda: check_shared_cache(c, cluster, mocks, su)),
+            ("5c. a small shared cache under pressure", lambda: check_cache_pressure(c)),
         ]
         size0 = None
         for title, fn in sections:
