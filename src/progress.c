@@ -40,14 +40,7 @@ typedef struct NimbleScanSlot
 {
 	uint32		changecount;	/* odd while its backend writes it */
 	bool		in_use;
-	int			pid;
-	Oid			roleid;
-	Oid			dbid;
-	char		server[NAMEDATALEN];
-	char		resource[NAMEDATALEN];
-	char		route[NIMBLE_SCAN_ROUTE_LEN];
-	TimestampTz started_at;
-	NimbleScanProgress figures;
+	NimbleScanInfo scan;
 } NimbleScanSlot;
 
 /* the shared slots (shmem.c), or NULL; then the backend's own */
@@ -119,7 +112,7 @@ free_slots_at_exit(int code, Datum arg)
 
 	for (int i = 0; i < NIMBLE_SCANS_PER_BACKEND; i++)
 	{
-		if (slots[i].in_use && slots[i].pid == MyProcPid)
+		if (slots[i].in_use && slots[i].scan.pid == MyProcPid)
 			nimble_progress_end(i);
 	}
 }
@@ -146,19 +139,19 @@ nimble_progress_begin(const char *server, const char *resource,
 		NimbleScanSlot *slot = &slots[i];
 
 		/* a slot left by a backend that died in this PGPROC is ours now */
-		if (slot->in_use && slot->pid == MyProcPid)
+		if (slot->in_use && slot->scan.pid == MyProcPid)
 			continue;
 		begin_write(slot);
 		slot->in_use = true;
-		slot->pid = MyProcPid;
-		slot->roleid = GetUserId();
-		slot->dbid = MyDatabaseId;
-		strlcpy(slot->server, server, sizeof(slot->server));
-		strlcpy(slot->resource, resource, sizeof(slot->resource));
-		strlcpy(slot->route, route, sizeof(slot->route));
-		slot->started_at = GetCurrentTimestamp();
-		memset(&slot->figures, 0, sizeof(slot->figures));
-		slot->figures.requests_expected = -1;
+		slot->scan.pid = MyProcPid;
+		slot->scan.roleid = GetUserId();
+		slot->scan.dbid = MyDatabaseId;
+		strlcpy(slot->scan.server, server, sizeof(slot->scan.server));
+		strlcpy(slot->scan.resource, resource, sizeof(slot->scan.resource));
+		strlcpy(slot->scan.route, route, sizeof(slot->scan.route));
+		slot->scan.started_at = GetCurrentTimestamp();
+		memset(&slot->scan.figures, 0, sizeof(slot->scan.figures));
+		slot->scan.figures.requests_expected = -1;
 		end_write(slot);
 		return i;
 	}
@@ -175,7 +168,7 @@ nimble_progress_update(int h, const NimbleScanProgress *figures)
 		return;
 	slot = &my_slots()[h];
 	begin_write(slot);
-	slot->figures = *figures;
+	slot->scan.figures = *figures;
 	end_write(slot);
 }
 
@@ -193,10 +186,10 @@ nimble_progress_waiting(int h, NimbleScanWait waiting, const NimbleScanStats *st
 		return;
 	slot = &my_slots()[h];
 	begin_write(slot);
-	slot->figures.waiting = waiting;
-	slot->figures.requests_done = stats->requests;
-	slot->figures.bytes = stats->bytes;
-	slot->figures.retries = stats->retries;
+	slot->scan.figures.waiting = waiting;
+	slot->scan.figures.requests_done = stats->requests;
+	slot->scan.figures.bytes = stats->bytes;
+	slot->scan.figures.retries = stats->retries;
 	end_write(slot);
 }
 
@@ -250,21 +243,12 @@ nimble_progress_snapshot(NimbleScanInfo **out)
 	for (int i = 0; i < nslots; i++)
 	{
 		NimbleScanSlot copy;
-		NimbleScanInfo *info = &infos[n];
 
 		if (!read_slot(&slots[i], &copy))
 			continue;
-		if (copy.pid != MyProcPid && BackendPidGetProc(copy.pid) == NULL)
+		if (copy.scan.pid != MyProcPid && BackendPidGetProc(copy.scan.pid) == NULL)
 			continue;			/* left by a backend that died */
-		info->pid = copy.pid;
-		info->roleid = copy.roleid;
-		info->dbid = copy.dbid;
-		strlcpy(info->server, copy.server, sizeof(info->server));
-		strlcpy(info->resource, copy.resource, sizeof(info->resource));
-		strlcpy(info->route, copy.route, sizeof(info->route));
-		info->started_at = copy.started_at;
-		info->figures = copy.figures;
-		n++;
+		infos[n++] = copy.scan;
 	}
 	*out = infos;
 	return n;
