@@ -78,7 +78,7 @@ typedef struct NimbleServerOptions
 	int64		max_response_bytes;
 	char	   *ca_bundle;		/* CA certificates file, or NULL */
 	bool		tls_verify;		/* verify the peer and host name */
-	double		max_requests_per_second;	/* 0: no limit */
+	double		max_requests_per_second;	/* -1: not set; 0: no limit at all */
 	int			cache_ttl;		/* seconds; 0: no cache */
 	int			analyze_requests;	/* ANALYZE's request budget per table */
 	Oid			serverid;

@@ -488,6 +488,8 @@ nimble_get_server_options(ForeignServer *server, NimbleServerOptions *opts)
 	}
 	/* an API without a default url cannot get here without one (validator) */
 	opts->url = pstrdup(api->default_url ? api->default_url : "");
+	/* not set: the API's documented limit; 0, set: none of ours at all */
+	opts->max_requests_per_second = -1;
 
 	foreach(lc, server->options)
 	{

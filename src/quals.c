@@ -487,7 +487,8 @@ nimble_requests_cost(const NimblePlanState *ps, double requests, double rounds)
 	const NimbleRateLimitDef *documented = &ps->server.api->rate_limit;
 	double		seconds = 0;
 
-	if (documented->requests > 0 && requests > documented->requests)
+	if (documented->requests > 0 && requests > documented->requests &&
+		ps->server.max_requests_per_second != 0)
 		seconds = (requests - documented->requests) * documented->window_s /
 			documented->requests;
 	if (ps->server.max_requests_per_second > 0)

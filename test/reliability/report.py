@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """report.py - REPORT.md from the JSON files that cancel.py, leak.py,
-soak.py and valgrind.sh wrote (run_all.sh calls it).
+soak.py, shared_soak.py and valgrind.sh wrote (run_all.sh calls it).
 
 Usage: report.py RESULTS_DIR OUTPUT.md "COMMAND LINE"
 """
@@ -199,6 +199,90 @@ def soak_section(r, out):
     failures_block(r, out)
 
 
+def shared_soak_section(r, out):
+    out.append("## 5. Shared budgets under load, with cancels and terminates (`shared_soak.py`)\n")
+    if r is None:
+        out.append("Not run.\n")
+        return
+    t = r["totals"]
+    out.append("Claim: with `shared_preload_libraries = 'nimble_fdw'`, %d sessions over three "
+               "API keys (three window-limited mocks, two servers each, one of them with the "
+               "shared cache), cancelled and terminated at random in the middle of their "
+               "queries, get no wrong answer and no unexpected error; no backend is left "
+               "waiting (every budget's in_flight back to 0, nimble_scans empty, no backend "
+               "active, within 5 s of the end); no mock refuses a request or sees more than "
+               "its window; the shared memory keeps its size. Verdict: %s.\n"
+               % (r["workers"], verdict(r)))
+    out.append("| figure | value |")
+    out.append("| --- | ---: |")
+    out.append("| sessions (every 4th with statement_timeout %d ms) | %d |"
+               % (r.get("statement_timeout_ms", 0), r["workers"]))
+    out.append("| soak time, queries, throughput | %.0f s, %s, %.1f queries/s |"
+               % (r["soak_seconds"], kb(t["run"]), r["qps"]))
+    out.append("| answers checked against the reference (unlimited mock) | %s |" % kb(t["ok"]))
+    out.append("| wrong answers | %d |" % t["wrong"])
+    out.append("| unexpected errors | %d |" % t["unexpected"])
+    out.append("| errors by kind (all allowed) | %s |"
+               % (", ".join("%s x%d" % kv for kv in sorted(r["errors"].items())) or "none"))
+    s_ = r["signals_sent"]
+    out.append("| cancels / terminates sent | %d / %d |" % (s_["cancel"], s_["terminate"]))
+    out.append("| what the signalled scan was doing | %s |"
+               % ", ".join("%s x%d" % kv for kv in sorted(r["signals_by_what_the_scan_did"].items())))
+    out.append("| signal outcomes | %s |"
+               % ", ".join("%s x%d" % kv for kv in sorted(r["signal_outcomes"].items())))
+    cl, tl, te = r["cancel_landed"], r["terminate_landed"], r["terminated_exit"]
+    out.append("| cancel to 57014 (median / max) | %s / %s s |" % (cl["median_s"], cl["max_s"]))
+    out.append("| terminate to the lost connection (median / max) | %s / %s s |"
+               % (tl["median_s"], tl["max_s"]))
+    out.append("| terminated backend out of pg_stat_activity and nimble_scans (median / max) "
+               "| %s / %s s |" % (te["median_s"], te["max_s"]))
+    e = r["end"]
+    out.append("| after the stop: in_flight 0 / nimble_scans empty after | %s / %s s |"
+               % (e["budgets_in_flight_0_after_s"], e["nimble_scans_empty_after_s"]))
+    mo = r["monitor"]
+    out.append("| nimble_scans during the soak: most rows / per backend | %d / %d |"
+               % (mo["max_scans"], mo["max_scans_per_pid"]))
+    out.append("| shared memory 'nimble_fdw' at start / end (bytes) | %s / %s |"
+               % (kb((r.get("shmem_size_start") or [None])[0]), kb((r.get("shmem_size_end") or [None])[0])))
+    out.append("| budgets in nimble_rate_limits (capacity) | %s (%s) |"
+               % (r["budget_rows"]["shared"], r["budget_rows"]["capacity"]))
+    out.append("| crash lines in the server log / API keys in it | %d / %d |"
+               % (len(r["server_log_crash_lines"]), len(r["keys_in_server_log"])))
+    w = r.get("warm_up")
+    out.append("| warm-up before the soak (each backend's connections to the mocks) | %s |"
+               % ("%s s, then %s s until the budgets were empty" % (w["seconds"], w["drain_seconds"])
+                  if w else "none (--cold)"))
+    out.append("")
+    ra = r.get("refusal_analysis") or {}
+    out.append("| mock | window | requests | refused | max in a window (mock's clock) | "
+               "max in a window on the wire | mock's read lag, median / max (ms) | "
+               "budget's most in its window (sampled) | most in flight |")
+    out.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for m, v in sorted(r["mocks"].items()):
+        b = mo["budget_max"].get(m, {})
+        a = ra.get(m) or {}
+        lag = a.get("mock_read_lag_s")
+        out.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s |"
+                   % (m, r["mock_windows"].get(m), kb(v.get("total")), v.get("refused"),
+                      v.get("max_in_window"), a.get("max_on_wire_in_any_window", "not sniffed"),
+                      "%.1f / %.0f" % (lag["median"] * 1000, lag["max"] * 1000) if lag else "",
+                      b.get("in_window"), b.get("in_flight")))
+    out.append("")
+    out.append("| query | run | answered (checked) | wrong | errors |")
+    out.append("| --- | ---: | ---: | ---: | ---: |")
+    for k, v in sorted(r["by_kind"].items()):
+        out.append("| %s | %d | %d | %d | %d |" % (k, v["run"], v["ok"], v["wrong"], v["errors"]))
+    out.append("")
+    hits = {k: v.get("cache_hits") for k, v in sorted(r.get("nimble_stats", {}).items())}
+    out.append("Shared cache hits by server (nimble_stats): %s.\n"
+               % ", ".join("%s %s" % kv for kv in hits.items()))
+    refused = {m: a for m, a in ra.items() if a.get("refused_logged")}
+    if refused:
+        out.append("Refusals, from the mocks' request logs (and the wire): `%s`\n"
+                   % json.dumps(refused))
+    failures_block(r, out)
+
+
 def valgrind_section(r, out):
     out.append("## 4. Regression suites under valgrind memcheck (`valgrind.sh`)\n")
     if r is None:
@@ -274,7 +358,7 @@ def valgrind_section(r, out):
 
 
 def findings(l, out, results):
-    """What the harness showed about src/ beyond the four claims."""
+    """What the harness showed about src/ beyond the claims."""
     out.append("## Findings about the extension (beyond the claims)\n")
     rp = (l or {}).get("rescan_probe")
     bp = (l or {}).get("big_body_probe")
@@ -330,9 +414,10 @@ def main():
     d, dest, command = sys.argv[1], sys.argv[2], sys.argv[3]
     c, l, s, v = (load(d, "cancel.json"), load(d, "leak.json"), load(d, "soak.json"),
                   load(d, "valgrind.json"))
+    ss = load(d, "shared_soak.json")
     leak_section.selftest = load(d, "leak_selftest.json")
     valgrind_section.selftest = load(d, "valgrind_selftest.json")
-    any_r = next((x for x in (c, l, s, v) if x), {})
+    any_r = next((x for x in (c, l, s, ss, v) if x), {})
     m = any_r.get("machine", {})
     out = ["# nimble_fdw reliability report\n"]
     out.append("Generated by `test/reliability/run_all.sh` on %s.\n"
@@ -343,7 +428,7 @@ def main():
     out.append("| machine | %s cores (nproc), %s GiB memory, %s, kernel %s |"
                % (m.get("nproc"), m.get("mem_gib"), m.get("cpu"), m.get("kernel")))
     out.append("| load average at start | %s (the machine is shared with other jobs) |" % m.get("loadavg"))
-    b = (c or l or s or {}).get("build", {})
+    b = (c or l or s or ss or {}).get("build", {})
     out.append("| extension | `%s`, md5 %s, built from %s |"
                % (b.get("so", "nimble_fdw.so"), b.get("md5", (v or {}).get("so_md5")),
                   b.get("repo", (v or {}).get("repo"))))
@@ -355,6 +440,8 @@ def main():
     for name, script, r in (("cancel lands in < 100 ms (median)", "cancel.py", c),
                             ("memory and fds flat over 10,000 failing queries", "leak.py", l),
                             ("no wrong answer, no crash under concurrent load with faults", "soak.py", s),
+                            ("shared budgets: no wrong answer, no backend left waiting, no 429, "
+                             "under cancels and terminates", "shared_soak.py", ss),
                             ("no leak / invalid access in nimble_fdw under valgrind", "valgrind.sh", v)):
         out.append("| %s | `%s` | %s | %s |" % (name, script, verdict(r),
                                                "%.0f s" % r["seconds"] if r else ""))
@@ -363,9 +450,10 @@ def main():
     leak_section(l, out)
     soak_section(s, out)
     valgrind_section(v, out)
-    findings(l, out, (c, l, s, v))
+    shared_soak_section(ss, out)
+    findings(l, out, (c, l, s, ss, v))
     out.append("## How to run\n")
-    out.append("```sh\ntest/reliability/run_all.sh              # cancel, leak, soak\n"
+    out.append("```sh\ntest/reliability/run_all.sh              # cancel, leak, soak, shared_soak\n"
                "test/reliability/run_all.sh --valgrind   # and the suites under valgrind\n"
                "test/reliability/cancel.py --runs 40     # one script, options in its --help\n```\n")
     out.append("Each script installs what is missing with apt-get (`deps.sh`), builds and "

@@ -8,6 +8,8 @@
 #   leak.py      10,000 failing queries in one backend: RSS, contexts, fds,
 #                and its self-test (an injected 1 kB/request leak must fail it)
 #   soak.py      8 sessions, >= 16,000 queries, faults, answers checked
+#   shared_soak.py  nimble_fdw preloaded: 16 sessions, 3 window-limited keys,
+#                cancels and terminates mid-request, no 429, nothing left waiting
 #   valgrind.sh  (with --valgrind) the regression suites under memcheck
 #
 # then writes test/reliability/REPORT.md (or --report FILE) from the JSON
@@ -29,7 +31,7 @@ while (($#)); do
 	--no-build) build=0 ;;
 	--out) out=$2; shift ;;
 	--report) report=$2; shift ;;
-	-h | --help) sed -n '2,17p' "$0"; exit 0 ;;
+	-h | --help) sed -n '2,19p' "$0"; exit 0 ;;
 	*) echo "run_all.sh: unknown argument $1" >&2; exit 2 ;;
 	esac
 	shift
@@ -74,6 +76,7 @@ else
 	status=1
 fi
 run soak 900 "$py" "$here/soak.py" --no-build --json "$out/soak.json"
+run shared_soak 300 "$py" "$here/shared_soak.py" --no-build --json "$out/shared_soak.json"
 if ((valgrind)); then
 	run valgrind 1800 bash "$here/valgrind.sh" --no-build --json "$out/valgrind.json"
 	# and its self-test: a leak injected under nimble_fdw's launch() must be found
