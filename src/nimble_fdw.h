@@ -253,7 +253,7 @@ typedef struct NimbleServerStats
 	TimestampTz since;
 } NimbleServerStats;
 
-extern NimbleServerStats *nimble_stats_for(Oid serverid);
+extern void nimble_stats_add_status(NimbleServerStats *stats, long status, int64 n);
 extern void nimble_stats_error(NimbleServerStats *stats, long status);
 
 /* ----------------------------------------------------------------

@@ -104,28 +104,6 @@ find_entry(Oid serverid, bool create)
 	return reuse;
 }
 
-/* Add n of an error status to stats' table. */
-static void
-add_status(NimbleServerStats *stats, long status, int64 n)
-{
-	for (int i = 0; i < stats->nstatus; i++)
-	{
-		if (stats->by_status[i].status == status)
-		{
-			stats->by_status[i].count += n;
-			return;
-		}
-	}
-	if (stats->nstatus < NIMBLE_STATS_MAX_STATUS)
-	{
-		stats->by_status[stats->nstatus].status = status;
-		stats->by_status[stats->nstatus].count = n;
-		stats->nstatus++;
-	}
-	else
-		stats->other_errors += n;
-}
-
 /* The count of status in stats' table (0 if it is not there). */
 static int64
 status_count(const NimbleServerStats *stats, long status)
@@ -174,7 +152,7 @@ nimble_shared_stats_add(Oid serverid, const NimbleServerStats *counted,
 		int64		n = counted->by_status[i].count - status_count(flushed, status);
 
 		if (n != 0)
-			add_status(to, status, n);
+			nimble_stats_add_status(to, status, n);
 	}
 	nimble_shmem_unlock(lock);
 	*flushed = *counted;

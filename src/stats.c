@@ -42,36 +42,39 @@ PG_FUNCTION_INFO_V1(nimble_scans);
 /* the shared slots and a generous number of the backend's own */
 #define NIMBLE_MAX_BUDGETS_SHOWN 1024
 
-/* The backend's counters for serverid (kept by server_state.c). */
-NimbleServerStats *
-nimble_stats_for(Oid serverid)
-{
-	return &nimble_server_state(serverid)->stats;
-}
-
-/* A response with an error status, or (status 0) a transfer that failed. */
+/*
+ * Count n errors of status (0: a failed transfer) in stats' table of
+ * statuses, beyond it in other_errors.  Never throws.
+ */
 void
-nimble_stats_error(NimbleServerStats *stats, long status)
+nimble_stats_add_status(NimbleServerStats *stats, long status, int64 n)
 {
 	int			i;
 
-	stats->errors++;
 	for (i = 0; i < stats->nstatus; i++)
 	{
 		if (stats->by_status[i].status == status)
 		{
-			stats->by_status[i].count++;
+			stats->by_status[i].count += n;
 			return;
 		}
 	}
 	if (i < NIMBLE_STATS_MAX_STATUS)
 	{
 		stats->by_status[i].status = status;
-		stats->by_status[i].count = 1;
+		stats->by_status[i].count = n;
 		stats->nstatus++;
 	}
 	else
-		stats->other_errors++;
+		stats->other_errors += n;
+}
+
+/* A response with an error status, or (status 0) a transfer that failed. */
+void
+nimble_stats_error(NimbleServerStats *stats, long status)
+{
+	stats->errors++;
+	nimble_stats_add_status(stats, status, 1);
 }
 
 /* {"429": 3, "transport": 1}: the errors of a server by HTTP status */
